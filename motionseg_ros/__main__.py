@@ -1,0 +1,7 @@
+"""``python -m motionseg_ros`` = the ``motionseg`` command."""
+
+import sys
+
+from motionseg_ros.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""classifiers backends: one module per backend, registered by name (see registry)."""

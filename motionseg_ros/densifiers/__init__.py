@@ -1,0 +1,1 @@
+"""densifiers backends: one module per backend, registered by name (see registry)."""

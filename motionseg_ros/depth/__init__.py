@@ -1,0 +1,1 @@
+"""depth backends: one module per backend, registered by name (see registry)."""

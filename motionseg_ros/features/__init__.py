@@ -1,0 +1,1 @@
+"""features backends: one module per backend, registered by name (see registry)."""

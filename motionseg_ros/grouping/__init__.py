@@ -1,0 +1,1 @@
+"""grouping backends: one module per backend, registered by name (see registry)."""

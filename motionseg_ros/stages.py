@@ -1,0 +1,125 @@
+"""The small interfaces every stage backend implements.
+
+Data flow per frame (see docs/architecture.md)::
+
+    Frame -> depth.estimate -> tracker.update -> features.extract
+          -> classifier.classify -> grouping.group -> densifier.densify -> SegmentationResult
+
+Stages share per-stream state through :class:`StageContext` (recent frames, the background
+motion fitted by whichever stage computed it, the previous result) so that expensive
+intermediates are computed once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, List, Optional
+
+import numpy as np
+
+from motionseg_ros.types import Frame, ObjectMask, SegmentationResult, TrackWindow
+
+
+@dataclass
+class StageContext:
+    """Per-stream scratch space shared by the stages; cleared by ``reset``."""
+
+    history: Deque[Frame] = field(default_factory=lambda: deque(maxlen=2))
+    previous: Optional[SegmentationResult] = None
+    #: 3x3 homography mapping previous-frame pixels to current-frame pixels for the static
+    #: background, when some stage fitted one this frame (None otherwise).
+    background_homography: Optional[np.ndarray] = None
+    #: free-form intermediates keyed by producer, e.g. {'flow': ...}; cleared every frame.
+    scratch: Dict[str, Any] = field(default_factory=dict)
+
+    def new_frame(self, frame: Frame) -> None:
+        """Start a new frame: remember it and clear the per-frame intermediates."""
+        self.history.append(frame)
+        self.background_homography = None
+        self.scratch = {}
+
+    def reset(self) -> None:
+        """Forget the stream."""
+        self.history.clear()
+        self.previous = None
+        self.background_homography = None
+        self.scratch = {}
+
+
+class Stage(ABC):
+    """Common base: every backend can be reset and tuned while running."""
+
+    backend_name: str = ''
+
+    def reset(self) -> None:
+        """Forget all per-stream state (new stream, resolution change, time going backwards)."""
+
+    def set_params(self, params: Dict[str, Any]) -> None:
+        """Change run-time parameters (thresholds); raise ValueError for unknown or bad ones."""
+        for key, value in params.items():
+            if not hasattr(self, key):
+                raise ValueError(f'{type(self).__name__} has no parameter {key!r}')
+            setattr(self, key, type(getattr(self, key))(value))
+
+    def close(self) -> None:
+        """Free models and memory (GPU); the stage may be rebuilt afterwards."""
+
+
+class DepthEstimator(Stage):
+    """Per-frame depth: from a sensor (the frame's own) or a monocular model."""
+
+    @abstractmethod
+    def estimate(self, frame: Frame, ctx: StageContext) -> Optional[np.ndarray]:
+        """Return (H, W) float32 depth (NaN where unknown), or None if there is none."""
+
+
+class Tracker(Stage):
+    """Online point tracker: one frame in, the window of tracks ending at it out."""
+
+    @abstractmethod
+    def update(self, frame: Frame, ctx: StageContext) -> TrackWindow:
+        """Consume ``frame`` and return the tracks over the last W frames, newest last."""
+
+
+class FeatureExtractor(Stage):
+    """Semantic features sampled at track positions (e.g. DINOv2)."""
+
+    @abstractmethod
+    def extract(self, frame: Frame, xy: np.ndarray, ctx: StageContext) -> np.ndarray:
+        """Return (N, D) float32 features at pixel positions ``xy`` (N, 2) of ``frame``."""
+
+
+class Classifier(Stage):
+    """Moving-vs-static decision per track."""
+
+    #: probability above which a track counts as dynamic
+    threshold: float = 0.5
+
+    @abstractmethod
+    def classify(self, window: TrackWindow, ctx: StageContext) -> np.ndarray:
+        """Return (N,) float32 probabilities that each track moves in the world."""
+
+    def decide(self, prob: np.ndarray) -> np.ndarray:
+        """Turn probabilities into dynamic flags (backends may override, e.g. adaptive)."""
+        return prob >= self.threshold
+
+
+class Grouper(Stage):
+    """Dynamic tracks -> objects, with ids kept across frames."""
+
+    @abstractmethod
+    def group(self, window: TrackWindow, dynamic: np.ndarray, prob: np.ndarray,
+              ctx: StageContext) -> np.ndarray:
+        """Return (N,) int64 persistent object ids (-1 for static or ungrouped tracks)."""
+
+
+class Densifier(Stage):
+    """Sparse dynamic tracks -> dense per-object masks for the newest frame."""
+
+    @abstractmethod
+    def densify(self, frame: Frame, window: TrackWindow, dynamic: np.ndarray,
+                object_ids: np.ndarray, prob: np.ndarray, ctx: StageContext
+                ) -> List[ObjectMask]:
+        """Return one mask per object in ``frame`` (labels are assigned by the pipeline)."""

@@ -1,0 +1,1 @@
+"""trackers backends: one module per backend, registered by name (see registry)."""
