@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 
 def package_config_dir() -> Path:
-    """Folder holding the packaged YAML files (source tree, pip install or colcon share/)."""
+    """Return the folder of the packaged YAML files (source, pip install or colcon share/)."""
     here = Path(__file__).resolve().parent
     candidates = [here / 'config', here.parent / 'config']
     try:  # colcon / apt install: share/motionseg_ros/config

@@ -75,6 +75,6 @@ def normalise_frame(frame: Frame) -> Tuple[Frame, List[str]]:
 
 
 def too_small(frame: Frame) -> bool:
-    """True if the frame is too small to track anything in."""
+    """Tell whether the frame is too small to track anything in."""
     h, w = frame.size
     return min(h, w) < MIN_SIDE

@@ -17,6 +17,7 @@ from motionseg_ros import registry
 from motionseg_ros.config import STAGES, load_config
 from motionseg_ros.frame_checks import normalise_frame, too_small
 from motionseg_ros.stages import StageContext
+from motionseg_ros.track_attributes import DepthHistory, FeatureCache
 from motionseg_ros.types import Frame, SegmentationResult, TrackWindow, mask_box
 
 
@@ -43,6 +44,9 @@ class StreamingPipeline:
             if self.stages[required] is None:
                 raise registry.BackendError(f'the pipeline needs a {required} backend')
         self.ctx = StageContext()
+        self._depth_history = DepthHistory(self.window)
+        self._feature_cache = (FeatureCache(self.stages['features'])
+                               if self.stages['features'] is not None else None)
         self._size: Optional[Tuple[int, int]] = None
         self._last_stamp: Optional[int] = None
         self._count = 0
@@ -52,7 +56,7 @@ class StreamingPipeline:
     # ------------------------------------------------------------------ control
     @property
     def backends(self) -> Dict[str, str]:
-        """Stage -> backend name, for diagnostics."""
+        """Return stage -> backend name, for diagnostics."""
         return {k: (v.backend_name if v is not None else 'none') for k, v in self.stages.items()}
 
     def reset(self) -> None:
@@ -61,6 +65,9 @@ class StreamingPipeline:
             if stage is not None:
                 stage.reset()
         self.ctx.reset()
+        self._depth_history.reset()
+        if self._feature_cache is not None:
+            self._feature_cache.reset()
         self._size = None
         self._last_stamp = None
         self._count = 0
@@ -138,9 +145,12 @@ class StreamingPipeline:
             if depth is not None:
                 frame.depth = depth
         window: TrackWindow = timed('tracker', self.stages['tracker'].update, frame, self.ctx)
-        feats = self.stages['features']
-        if feats is not None and window.num_tracks:
-            window.features = timed('features', feats.extract, frame, window.xy[:, -1], self.ctx)
+        if window.depth is None:
+            self._depth_history.add(frame.stamp_ns, window, frame.depth)
+            window.depth = self._depth_history.window_depth(window)
+        if self._feature_cache is not None and window.num_tracks and window.features is None:
+            window.features = timed('features', self._feature_cache.features, frame, window,
+                                    self.ctx)
 
         classifier = self.stages['classifier']
         run_classifier = self._count % self.stride == 0

@@ -80,7 +80,7 @@ def create(kind: str, name: str, params: Optional[Mapping[str, Any]] = None, **e
 
 
 def available(kind: str) -> list:
-    """Names of the backends shipped in the package for stage ``kind``."""
+    """List the backends shipped in the package for stage ``kind``."""
     import pkgutil
     pkg = importlib.import_module(f'motionseg_ros.{STAGE_PACKAGES[kind]}')
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)

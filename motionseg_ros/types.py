@@ -44,12 +44,12 @@ class Frame:
 
     @property
     def stamp(self) -> float:
-        """Stamp in seconds."""
+        """Return the stamp in seconds."""
         return self.stamp_ns * 1e-9
 
     @property
     def size(self) -> Tuple[int, int]:
-        """(height, width) of the image."""
+        """Return (height, width) of the image."""
         return int(self.image.shape[0]), int(self.image.shape[1])
 
 
@@ -72,16 +72,16 @@ class TrackWindow:
 
     @property
     def num_tracks(self) -> int:
-        """N."""
+        """Return the number of tracks N."""
         return int(self.ids.shape[0])
 
     @property
     def num_frames(self) -> int:
-        """T."""
+        """Return the number of frames T."""
         return int(self.stamps_ns.shape[0])
 
     def alive(self) -> np.ndarray:
-        """Boolean (N,) mask of tracks visible in the newest frame."""
+        """Return the (N,) mask of tracks visible in the newest frame."""
         if self.num_frames == 0:
             return np.zeros(self.num_tracks, dtype=bool)
         return self.visible[:, -1].copy()
@@ -120,7 +120,7 @@ class ObjectMask:
 
     @property
     def area(self) -> int:
-        """Number of mask pixels."""
+        """Return the number of mask pixels."""
         return int(self.mask.sum())
 
 
@@ -141,7 +141,7 @@ class SegmentationResult:
     classified: bool = True           # False on frames skipped by the classification stride
 
     def label_image(self) -> np.ndarray:
-        """(H, W) label image: 0 = static, k = objects[k-1].label. uint8 if it fits, else uint16."""
+        """Return the (H, W) label image: 0 = static, k = objects[k-1].label (uint8 or uint16)."""
         dtype = np.uint8 if len(self.objects) < 256 else np.uint16
         out = np.zeros(self.image_size, dtype=dtype)
         for obj in self.objects:
@@ -149,7 +149,7 @@ class SegmentationResult:
         return out
 
     def foreground(self) -> np.ndarray:
-        """(H, W) bool union of all object masks."""
+        """Return the (H, W) union of all object masks."""
         out = np.zeros(self.image_size, dtype=bool)
         for obj in self.objects:
             out |= obj.mask

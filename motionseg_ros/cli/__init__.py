@@ -19,7 +19,7 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Parser with every discovered sub-command."""
+    """Build the parser with every discovered sub-command."""
     from motionseg_ros import __version__
     parser = argparse.ArgumentParser(
         prog='motionseg',
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of the ``motionseg`` console script."""
+    """Run the ``motionseg`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, 'func', None):
