@@ -68,7 +68,9 @@ else
 fi
 
 CURRENT_STEP="colcon build"
-BUILD_DIGEST=$( (cat CMakeLists.txt package.xml msg/*.msg; find motionseg_ros launch config scripts \
+BUILD_INPUTS=(CMakeLists.txt package.xml msg motionseg_ros launch config scripts)
+mapfile -t PRESENT < <(ls -d "${BUILD_INPUTS[@]}" 2>/dev/null)
+BUILD_DIGEST=$( (cat CMakeLists.txt package.xml msg/*.msg; find "${PRESENT[@]}" \
   -type f ! -name '*.pyc' ! -path '*__pycache__*' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$BUILD_DIGEST" ] || [ ! -f install/setup.bash ]; then
   step "colcon build --symlink-install (messages, Python package, executables) -> install/"
@@ -80,7 +82,7 @@ if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$BUILD_DIGEST" ] || [ ! -f install
   # lives in the repository: build from a staging folder of symlinks instead of the root.
   STAGE="$ROOT/build/_src/motionseg_ros"
   rm -rf "$ROOT/build/_src" && mkdir -p "$STAGE"
-  for item in CMakeLists.txt package.xml msg motionseg_ros launch config scripts; do
+  for item in "${PRESENT[@]}"; do
     ln -s "$ROOT/$item" "$STAGE/$item"
   done
   colcon --log-base log build --symlink-install --base-paths "$STAGE" \
