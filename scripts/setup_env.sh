@@ -80,6 +80,7 @@ if [ "$(cat "$STAMPS/build" 2>/dev/null)" != "$BUILD_DIGEST" ] || [ ! -f install
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   # CMake refuses exported include paths inside the source tree, and the venv (numpy's headers)
   # lives in the repository: build from a staging folder of symlinks instead of the root.
+  mkdir -p "$ROOT/log"
   STAGE="$ROOT/build/_src/motionseg_ros"
   rm -rf "$ROOT/build/_src" && mkdir -p "$STAGE"
   for item in "${PRESENT[@]}"; do
