@@ -104,7 +104,7 @@ source "\$_MS_ROOT/.venv/bin/activate"
 export AMENT_PREFIX_PATH="\$_MS_ROOT/.venv\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
 export CMAKE_PREFIX_PATH="\$_MS_ROOT/.venv\${CMAKE_PREFIX_PATH:+:\$CMAKE_PREFIX_PATH}"
 source "\$_MS_ROOT/install/setup.bash"
-export PATH="\$_MS_ROOT/install/lib/motionseg_ros:\$PATH"
+export PATH="\$_MS_ROOT/install/motionseg_ros/lib/motionseg_ros:\$PATH"
 unset _MS_ROOT
 ENV
 

@@ -1,0 +1,149 @@
+"""segment_node parameters over the real parameter services: refusals and run-time changes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, image_msg,
+                         isolate_dds, node_executable, require_ros, stamp_ns)
+
+require_ros()
+
+import rclpy  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from motionseg_ros.msg import MotionMasks, TrajectoryArray  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+BASE_NS = 1_700_000_000 * 1_000_000_000
+
+
+class Harness:
+    """The node subprocess, a probe, a parameter client and a frame feeder."""
+
+    def __init__(self, probe: Probe, node: NodeProcess, frames) -> None:
+        self.probe, self.node, self.frames = probe, node, frames
+        self.client = AsyncParameterClient(probe.node, '/segment_node')
+        self.pub = probe.publisher(Image, '/camera/image_raw')
+        self.i = 0
+
+    def call(self, future, timeout: float = 10.0):
+        assert self.probe.wait_for(future.done, timeout), 'parameter service did not answer'
+        return future.result()
+
+    def set(self, name: str, value):
+        """Set one parameter; return its SetParametersResult."""
+        return self.call(self.client.set_parameters([Parameter(name, value=value)])).results[0]
+
+    def get(self, name: str):
+        return self.call(self.client.get_parameters([name])).values[0]
+
+    def frame(self) -> TrajectoryArray:
+        """Publish the next frame; return the TrajectoryArray published for it."""
+        stamp = BASE_NS + self.i * 100_000_000
+        self.pub.publish(image_msg(self.frames[self.i % len(self.frames)], stamp))
+        self.i += 1
+
+        def mine():
+            return [t for t in self.probe.messages('/dynamic_trajectories')
+                    if stamp_ns(t.header.stamp) == stamp]
+        assert self.probe.wait_for(lambda: bool(mine()), 20.0), self.node.output()[-3000:]
+        return mine()[0]
+
+
+@pytest.fixture(scope='module')
+def harness():
+    frames = davis_frames('car-shadow', 12)
+    isolate_dds()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    probe = Probe(ctx, 'params_probe')
+    node = NodeProcess(node_executable() + [
+        '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML)])
+    try:
+        assert node.wait_output('ready', 60), node.output()
+        probe.subscribe(MotionMasks, '/motion_masks')
+        probe.subscribe(TrajectoryArray, '/dynamic_trajectories')
+        h = Harness(probe, node, frames)
+        assert h.client.wait_for_services(20.0), 'parameter services not found'
+        assert probe.wait_matched(h.pub, ['/dynamic_trajectories'])
+        probe.wait_for(lambda: False, 0.5)  # let the node match our subscriptions too
+        yield h
+        assert node.interrupt() < 2.0 and node.returncode == 0, node.output()[-3000:]
+    finally:
+        node.close()
+        probe.close()
+        rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize('name, value, words', [
+    ('classifier.threshold', 1.5, ['classifier.threshold']),
+    ('classifier.threshold', math.nan, ['classifier.threshold']),
+    ('classifier.threshold', 'high', ['type']),
+    ('pipeline.stride', 0, ['pipeline.stride']),
+    ('depth_slop', -0.1, ['depth_slop']),
+    ('pipeline_config', 'gpu.yaml', ['read-only']),
+])
+def test_invalid_update_refused_with_reason(harness, name, value, words):
+    before = harness.get(name)
+    result = harness.set(name, value)
+    assert not result.successful
+    assert result.reason and all(w in result.reason for w in words), result.reason
+    assert harness.get(name) == before, 'a refused value was stored'
+    assert harness.node.alive()
+
+
+def test_parameters_from_file_and_descriptors(harness):
+    desc = harness.call(harness.client.describe_parameters(
+        ['classifier.threshold', 'pipeline.stride', 'pipeline_config'])).descriptors
+    thr, stride, cfg = desc
+    assert thr.description and thr.floating_point_range[0].to_value == 1.0
+    assert stride.integer_range[0].from_value == 1
+    assert cfg.read_only
+    assert harness.get('classifier.threshold').double_value == 0.5
+
+
+def test_valid_threshold_change_takes_effect_next_frame(harness):
+    assert harness.set('publish_static_trajectories', True).successful
+    for _ in range(3):  # warm up; this frame's tracks use the file's threshold 0.5
+        before = harness.frame()
+    flags = [t.dynamic for t in before.trajectories]
+    assert flags and not all(flags), 'expected static tracks at threshold 0.5'
+    for t in before.trajectories:
+        assert t.dynamic == (t.dynamic_probability >= 0.5)
+    assert harness.set('classifier.threshold', 0.0).successful
+    after = harness.frame()  # the very next frame uses the new threshold: every track moves
+    assert after.trajectories and all(t.dynamic for t in after.trajectories)
+    assert harness.get('classifier.threshold').double_value == 0.0
+    assert harness.set('classifier.threshold', 0.5).successful
+    again = harness.frame()
+    assert not all(t.dynamic for t in again.trajectories)
+    assert harness.set('publish_static_trajectories', False).successful
+    only_dynamic = harness.frame()
+    assert all(t.dynamic for t in only_dynamic.trajectories)
+
+
+def test_qos_override_from_params_file(harness, tmp_path):
+    """A reliable camera driver: the params file switches the image subscription to reliable."""
+    from rclpy.qos import QoSReliabilityPolicy
+    qos_yaml = tmp_path / 'qos.yaml'
+    qos_yaml.write_text('/**/segment_qos:\n  ros__parameters:\n    qos_overrides:\n'
+                        '      /qos_test/image_raw:\n        subscription:\n'
+                        '          reliability: reliable\n          depth: 1\n')
+    node = NodeProcess(node_executable() + [
+        '--ros-args', '-r', '__node:=segment_qos', '-r', 'image:=/qos_test/image_raw',
+        '--params-file', str(SEGMENT_YAML), '--params-file', str(qos_yaml)])
+    try:
+        assert node.wait_output('ready', 60), node.output()
+        probe = harness.probe
+        assert probe.wait_for(
+            lambda: probe.node.get_subscriptions_info_by_topic('/qos_test/image_raw'), 10.0)
+        (info,) = probe.node.get_subscriptions_info_by_topic('/qos_test/image_raw')
+        assert info.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE
+        assert node.interrupt() < 2.0 and node.returncode == 0
+    finally:
+        node.close()
