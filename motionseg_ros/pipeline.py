@@ -178,6 +178,7 @@ class StreamingPipeline:
             obj.label = len(kept) + 1
             obj.box = mask_box(obj.mask)
             kept.append(obj)
+        warnings.extend(str(w) for w in self.ctx.scratch.pop('warnings', []))
         self._count += 1
         timings['total'] = (time.perf_counter() - t_start) * 1e3
         result = SegmentationResult(

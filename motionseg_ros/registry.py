@@ -82,6 +82,14 @@ def create(kind: str, name: str, params: Optional[Mapping[str, Any]] = None, **e
 def available(kind: str) -> list:
     """List the backends shipped in the package for stage ``kind``."""
     import pkgutil
+    from pathlib import Path
     pkg = importlib.import_module(f'motionseg_ros.{STAGE_PACKAGES[kind]}')
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
-                  if not m.name.startswith('_') and m.name != 'base')
+    names = set()
+    for m in pkgutil.iter_modules(pkg.__path__):
+        if m.name.startswith('_'):
+            continue
+        source = Path(m.module_finder.path, f'{m.name}.py')
+        # helpers living beside the backends (e.g. densifiers/prompting.py) register nothing
+        if source.is_file() and f"@register('{kind}'" in source.read_text(encoding='utf-8'):
+            names.add(m.name)
+    return sorted(names)
