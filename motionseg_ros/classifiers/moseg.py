@@ -1,0 +1,206 @@
+"""The paper's learned trajectory classifier as a pipeline backend.
+
+Weights: ``builtin:motion_only`` / ``builtin:motion_depth`` (trained here on synthetic data,
+shipped under ``motionseg_ros/weights/``), a checkpoint written by ``motionseg
+train-classifier``, or the paper's released ``moseg.pth`` (needs 768-d DINOv2 features from the
+``features`` stage and, ideally, depth). The model sees the window the tracker hands over; its
+probabilities can be smoothed over time per track id, like the geometric classifier's.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from motionseg_ros.registry import BackendError, register
+from motionseg_ros.stages import Classifier, StageContext
+from motionseg_ros.types import TrackWindow
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / 'weights'
+#: the paper's adaptive schedule (section 8): first threshold leaving >= 10 dynamic tracks
+ADAPTIVE_THRESHOLDS = (0.95, 0.93, 0.9, 0.85, 0.8, 0.75, 0.7)
+
+
+def resolve_weights(spec: str) -> Path:
+    """``builtin:NAME`` -> the shipped file; anything else is a path (``~`` expanded)."""
+    spec = str(spec)
+    if spec.startswith('builtin:'):
+        name = spec[len('builtin:'):]
+        path = WEIGHTS_DIR / f'{name}.pth'
+        if not path.is_file():
+            shipped = sorted(p.stem for p in WEIGHTS_DIR.glob('*.pth')) \
+                if WEIGHTS_DIR.is_dir() else []
+            raise BackendError(f'moseg: no built-in weights {name!r} ({path}); shipped: '
+                               f'{shipped}')
+        return path
+    return Path(spec).expanduser()
+
+
+@register('classifier', 'moseg')
+class MosegClassifier(Classifier):
+    """Spatio-temporal trajectory attention + MSDE decoder (SegAnyMo) on each window."""
+
+    def __init__(self, weights: str = 'builtin:motion_only', device: str = 'auto',
+                 threshold: Optional[float] = None, adaptive_threshold: bool = False,
+                 reference_quirks: bool = False, smoothing: float = 0.0,
+                 min_dynamic: int = 10, threads: int = 0) -> None:
+        """Load the weights (strictly) and pick the device.
+
+        ``threshold``: fixed decision threshold (None: the one stored with the weights, chosen
+        for the best F1 on synthetic validation, else 0.5); ``adaptive_threshold``: the paper's
+        schedule (falls back to ``threshold`` when no schedule step leaves ``min_dynamic``
+        tracks, so a static scene stays static); ``reference_quirks``: feed the input the way
+        the reference code did (for parity with ``moseg.pth``); ``smoothing``: blend with the
+        track's previous probability (0 = none); ``threads``: torch CPU threads (0 = leave as is).
+        """
+        try:
+            import torch
+        except ImportError as exc:  # pragma: no cover - torch is a dependency of this backend
+            raise BackendError('classifier moseg needs torch (pip install torch)') from exc
+        from motionseg_ros.models.moseg import WeightsError, load_checkpoint
+        self._torch = torch
+        if device not in ('auto', 'cpu', 'cuda') and not str(device).startswith('cuda:'):
+            raise BackendError(f'moseg: device must be auto, cpu or cuda, not {device!r}')
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if str(device).startswith('cuda') and not torch.cuda.is_available():
+            raise BackendError('moseg: device cuda requested but torch sees no CUDA device')
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise BackendError('moseg: threshold must be in [0, 1]')
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise BackendError('moseg: smoothing must be in [0, 1)')
+        if int(threads) > 0:
+            torch.set_num_threads(int(threads))
+        self.weights = str(weights)
+        self.device = str(device)
+        self.threshold = 0.5 if threshold is None else float(threshold)
+        self.adaptive_threshold = bool(adaptive_threshold)
+        self.reference_quirks = bool(reference_quirks)
+        self.smoothing = float(smoothing)
+        self.min_dynamic = int(min_dynamic)
+        path = resolve_weights(self.weights)
+        try:
+            self.model, self.meta = load_checkpoint(path)
+        except WeightsError as exc:
+            raise BackendError(str(exc)) from exc
+        self.model.to(self.device).eval()
+        self.cfg = self.model.cfg
+        if threshold is None and isinstance(self.meta.get('threshold'), float):
+            self.threshold = float(self.meta['threshold'])
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    @property
+    def stateless(self) -> bool:
+        """True when a result depends on the current window only (no smoothing, no quirks)."""
+        return self.smoothing == 0 and not self.reference_quirks
+
+    def reset(self) -> None:
+        """Forget smoothed probabilities and stored depth maps."""
+        self._prev: Dict[int, float] = {}
+        self._depth_maps: 'OrderedDict[int, np.ndarray]' = OrderedDict()
+
+    def close(self) -> None:
+        """Free the model (and the GPU cache)."""
+        self.model = self.model.to('cpu')
+        if self.device.startswith('cuda'):
+            self._torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, prob: np.ndarray) -> np.ndarray:
+        """Apply the fixed threshold, or the paper's adaptive schedule."""
+        prob = np.asarray(prob, np.float32)
+        if self.adaptive_threshold:
+            for thr in ADAPTIVE_THRESHOLDS:
+                dyn = prob >= thr
+                if int(dyn.sum()) >= self.min_dynamic:
+                    return dyn
+        return prob >= self.threshold
+
+    # ------------------------------------------------------------------ inference
+    def _check(self, window: TrackWindow) -> None:
+        n, t = window.num_tracks, window.num_frames
+        if window.xy.shape != (n, t, 2) or window.visible.shape != (n, t) or \
+                window.confidence.shape != (n, t):
+            raise ValueError(f'moseg: inconsistent window shapes xy {window.xy.shape}, '
+                             f'visible {window.visible.shape}, confidence '
+                             f'{window.confidence.shape} for N={n}, T={t}')
+        if window.depth is not None and window.depth.shape != (n, t):
+            raise ValueError(f'moseg: window.depth has shape {window.depth.shape}, expected '
+                             f'{(n, t)}')
+        if self.cfg.feature_dim:
+            feats = window.features
+            if feats is None:
+                raise ValueError(
+                    f'moseg: weights {self.weights} need {self.cfg.feature_dim}-d semantic '
+                    'features per track; configure a features stage (e.g. dinov2) or use '
+                    'builtin:motion_only / builtin:motion_depth')
+            if feats.shape != (n, self.cfg.feature_dim):
+                raise ValueError(f'moseg: features have shape {feats.shape}, the weights need '
+                                 f'{(n, self.cfg.feature_dim)}')
+
+    def _remember_depth(self, ctx: Optional[StageContext], stamps: Sequence[int]) -> None:
+        """Keep the depth maps of recent frames (the reference sampled whole maps)."""
+        if ctx is None:
+            return
+        for frame in ctx.history:
+            if frame.depth is not None:
+                self._depth_maps[int(frame.stamp_ns)] = np.asarray(frame.depth, np.float32)
+        keep = set(int(s) for s in stamps)
+        for stamp in list(self._depth_maps):
+            if stamp not in keep and len(self._depth_maps) > len(keep):
+                del self._depth_maps[stamp]
+
+    def classify(self, window: TrackWindow, ctx: Optional[StageContext] = None) -> np.ndarray:
+        """Return (N,) probabilities that each track moves in the world."""
+        torch = self._torch
+        self._check(window)
+        n = window.num_tracks
+        if n == 0 or window.num_frames == 0:
+            return np.zeros(n, np.float32)
+        depth = window.depth if self.cfg.use_depth else None
+        depth_maps = None
+        if self.cfg.use_depth and self.reference_quirks:
+            self._remember_depth(ctx, window.stamps_ns)
+            stamps = [int(s) for s in window.stamps_ns]
+            if all(s in self._depth_maps for s in stamps):
+                with np.errstate(divide='ignore'):
+                    maps = np.stack([1.0 / self._depth_maps[s] for s in stamps])
+                maps[~np.isfinite(maps)] = 0.0
+                depth_maps = torch.from_numpy(maps.astype(np.float32)).to(self.device)
+        dev = self.device
+        with torch.no_grad():
+            logits = self.model.classify(
+                torch.from_numpy(np.asarray(window.xy, np.float32)).to(dev),
+                torch.from_numpy(np.asarray(window.visible, bool)).to(dev),
+                torch.from_numpy(np.asarray(window.confidence, np.float32)).to(dev),
+                window.image_size,
+                None if depth is None else torch.from_numpy(
+                    np.asarray(depth, np.float32)).to(dev),
+                None if not self.cfg.feature_dim else torch.from_numpy(
+                    np.asarray(window.features, np.float32)).to(dev),
+                reference_quirks=self.reference_quirks, depth_maps=depth_maps)
+        prob = torch.sigmoid(logits).float().cpu().numpy().astype(np.float32)
+        prob[~np.asarray(window.visible).any(axis=1)] = 0.0
+        if self.smoothing > 0:
+            prev = np.array([self._prev.get(int(i), np.nan) for i in window.ids], np.float32)
+            seen = np.isfinite(prev)
+            prob[seen] = self.smoothing * prev[seen] + (1 - self.smoothing) * prob[seen]
+            self._prev = {int(i): float(p) for i, p in zip(window.ids, prob)}
+        return prob
+
+    def set_params(self, params: Dict[str, Any]) -> None:
+        """Run-time changes: threshold, adaptive_threshold, smoothing, min_dynamic only."""
+        allowed = {'threshold', 'adaptive_threshold', 'smoothing', 'min_dynamic'}
+        for key in params:
+            if key not in allowed:
+                raise ValueError(f'moseg: parameter {key!r} cannot change at run time '
+                                 f'(changeable: {sorted(allowed)})')
+        if 'threshold' in params and not 0.0 <= float(params['threshold']) <= 1.0:
+            raise ValueError('moseg: threshold must be in [0, 1]')
+        if 'smoothing' in params and not 0.0 <= float(params['smoothing']) < 1.0:
+            raise ValueError('moseg: smoothing must be in [0, 1)')
+        super().set_params(params)

@@ -1,0 +1,268 @@
+"""The trajectory classifier: shapes, equivariance, masking, learning, moseg.pth loading."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from motionseg_ros.models.moseg import (
+    MANIFEST_PATH, MosegConfig, MosegModel, WeightsError, encode_inputs, frequency_encode,
+    load_checkpoint, reference_depth_sample, save_checkpoint)
+from motionseg_ros.registry import BackendError, create
+from motionseg_ros.types import TrackWindow
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_torch_thread():
+    """Use one thread: tiny models on a shared 2-core machine are much faster that way."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+SMALL = dict(feature_dim=0, net_channels=32, decoder_ffn=64, decoder_blocks=1)
+
+
+def small_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return MosegModel(MosegConfig(**{**SMALL, **kw})).eval()
+
+
+def random_tracks(n, t, seed=0, size=(120, 160)):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, t, 2, generator=g) * torch.tensor([size[1], size[0]], dtype=torch.float32)
+    vis = torch.rand(n, t, generator=g) > 0.25
+    vis[:, -1] = True
+    conf = torch.rand(n, t, generator=g)
+    return xy, vis, conf
+
+
+def test_released_input_has_88_channels():
+    assert MosegConfig().in_channels == 88
+    assert frequency_encode(torch.zeros(3, 2), 10).shape == (3, 42)
+
+
+@pytest.mark.parametrize('n,t', [(1, 1), (5, 2), (37, 16), (80, 9)])
+def test_output_shapes(n, t):
+    model = small_model()
+    xy, vis, conf = random_tracks(n, t)
+    with torch.no_grad():
+        out = model.classify(xy, vis, conf, (120, 160))
+    assert out.shape == (n,)
+    assert torch.isfinite(out).all()
+
+
+def test_depth_variant_accepts_missing_depth():
+    model = small_model(use_depth=True)
+    xy, vis, conf = random_tracks(20, 6)
+    depth = torch.rand(20, 6) * 10 + 1
+    depth[0, :] = float('nan')
+    with torch.no_grad():
+        a = model.classify(xy, vis, conf, (120, 160), depth)
+        b = model.classify(xy, vis, conf, (120, 160), None)
+    assert torch.isfinite(a).all() and torch.isfinite(b).all()
+    assert not torch.allclose(a, b)
+
+
+def test_permutation_equivariance_across_tracks():
+    model = small_model()
+    xy, vis, conf = random_tracks(30, 8)
+    perm = torch.randperm(30, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        out = model.classify(xy, vis, conf, (120, 160))
+        out_p = model.classify(xy[perm], vis[perm], conf[perm], (120, 160))
+    assert torch.allclose(out[perm], out_p, atol=1e-5)
+
+
+def test_invisible_frames_do_not_matter_visible_ones_do():
+    model = small_model()
+    xy, vis, conf = random_tracks(25, 10)
+    vis[3, 2:5] = False
+    vis[3, 5:] = True
+    with torch.no_grad():
+        base = model.classify(xy, vis, conf, (120, 160))
+        hidden = xy.clone()
+        hidden[~vis] = torch.rand(int((~vis).sum()), 2) * 100   # garbage where invisible
+        conf2 = conf.clone()
+        conf2[~vis] = 0.123
+        same = model.classify(hidden, vis, conf2, (120, 160))
+        moved = xy.clone()
+        moved[3, 6] += 15.0                                      # a visible frame changes
+        diff = model.classify(moved, vis, conf, (120, 160))
+        vis2 = vis.clone()
+        vis2[3, 7] = False                                       # hiding a frame changes
+        masked = model.classify(xy, vis2, conf, (120, 160))
+    assert torch.allclose(base, same, atol=1e-5)
+    assert (diff - base).abs().max() > 1e-4
+    assert (masked - base).abs().max() > 1e-4
+
+
+def test_reference_mode_keeps_reference_behaviour():
+    # the reference lets invisible frames reach the max-pool and the cross-attention
+    model = small_model()
+    xy, vis, conf = random_tracks(25, 10)
+    vis[3, 2:5] = False
+    with torch.no_grad():
+        base = model.classify(xy, vis, conf, (120, 160), reference_quirks=True)
+        hidden = xy.clone()
+        hidden[3, 3] += 40.0
+        other = model.classify(hidden, vis, conf, (120, 160), reference_quirks=True)
+    assert (other - base).abs().max() > 1e-6
+
+
+def test_one_step_lowers_the_loss():
+    torch.manual_seed(0)
+    model = MosegModel(MosegConfig(**SMALL, dropout=0.0))
+    xy, vis, conf = random_tracks(40, 8)
+    inputs, invisible = model.prepare(xy, vis, conf, (120, 160))
+    labels = (torch.arange(40) % 3 == 0).float()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
+    before = loss_fn(model(inputs, invisible), labels)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = loss_fn(model(inputs, invisible), labels)
+    assert after < before
+
+
+def test_encode_inputs_zeroes_invisible_frames():
+    cfg = MosegConfig(use_depth=True)
+    uv = torch.rand(4, 5, 2) * 2 - 1
+    vis = torch.ones(4, 5, dtype=torch.bool)
+    vis[0, 2] = False
+    x = encode_inputs(cfg, uv, vis, torch.ones(4, 5), torch.rand(4, 5), vis)
+    assert x.shape == (4, 5, 88)
+    # displacement into and out of the invisible frame is zero
+    assert torch.all(x[0, 1, 42:44] == 0) and torch.all(x[0, 2, 42:44] == 0)
+    assert torch.all(x[0, 2, 84:86] == 0)
+
+
+def manifest_state_dict(prefix=''):
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    g = torch.Generator().manual_seed(0)
+    return {prefix + k: torch.randn(v['shape'], generator=g) * 0.05
+            for k, v in manifest['tensors'].items()}
+
+
+def test_manifest_matches_paper_dimensions():
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    t = manifest['tensors']
+    assert t['joint_encoder.input_fc1.weight']['shape'] == [16, 88, 1, 1]
+    assert t['decoder.encoders.0.ffn.0.weight']['shape'] == [512, 896]
+    assert 3.3e6 < manifest['num_parameters'] < 3.6e6
+
+
+@pytest.mark.parametrize('wrap', ['model_state_dict', 'module.', None])
+def test_strict_load_of_manifest_state_dict(tmp_path, wrap):
+    if wrap == 'module.':
+        obj = {'model_state_dict': manifest_state_dict('module.')}
+    elif wrap is None:
+        obj = manifest_state_dict()
+    else:
+        obj = {'model_state_dict': manifest_state_dict(), 'epoch': 5}
+    path = tmp_path / 'moseg.pth'
+    torch.save(obj, str(path))
+    model, meta = load_checkpoint(path)
+    assert model.cfg.in_channels == 88 and model.cfg.feature_dim == 768
+    ref = manifest_state_dict()
+    state = model.state_dict()
+    assert set(state) == set(ref)
+    assert all(torch.equal(state[k], ref[k]) for k in ref)
+    xy, vis, conf = random_tracks(12, 6)
+    with torch.no_grad():
+        out = model.classify(xy, vis, conf, (120, 160), torch.rand(12, 6) + 1,
+                             torch.randn(12, 768))
+    assert out.shape == (12,)
+    with pytest.raises(ValueError, match='semantic features'):
+        model.classify(xy, vis, conf, (120, 160))
+
+
+def test_missing_released_weights_say_where_to_get_them(tmp_path):
+    with pytest.raises(WeightsError, match='Changearthmore/moseg'):
+        load_checkpoint(tmp_path / 'moseg.pth')
+    with pytest.raises(BackendError, match='Changearthmore/moseg'):
+        create('classifier', 'moseg', {'weights': str(tmp_path / 'moseg.pth')})
+
+
+def test_mismatched_weights_fail_at_start_up(tmp_path):
+    state = manifest_state_dict()
+    state['decoder.output_layer.weight'] = torch.zeros(1, 64)
+    torch.save({'model_state_dict': state}, str(tmp_path / 'bad.pth'))
+    with pytest.raises(WeightsError, match='other shapes'):
+        load_checkpoint(tmp_path / 'bad.pth')
+    model = small_model()
+    save_checkpoint(tmp_path / 'small.pth', model)
+    with pytest.raises(WeightsError, match='do not fit'):
+        load_checkpoint(tmp_path / 'small.pth', cfg=MosegConfig())
+    (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint')
+    with pytest.raises(BackendError, match='cannot read'):
+        create('classifier', 'moseg', {'weights': str(tmp_path / 'junk.pth')})
+
+
+def test_reference_depth_sampling_quirk():
+    maps = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)   # T=1, H=3, W=4
+    uv = torch.tensor([[[0.5, 0.5]], [[-0.9, -0.9]], [[0.99, 0.99]]])  # (N=3, T=1, 2)
+    got = reference_depth_sample(maps, uv)[:, 0]
+    # [-1, 1] coords used as [0, 1]: (0.5, 0.5) -> row int(1.5)=1, col int(2)=2 -> 6
+    assert got.tolist() == [6.0, 0.0, 11.0]
+
+
+def _window(n=30, t=8, seed=0):
+    xy, vis, conf = random_tracks(n, t, seed, size=(480, 854))
+    return TrackWindow(ids=np.arange(n), xy=xy.numpy(), visible=vis.numpy(),
+                       confidence=conf.numpy(), stamps_ns=np.arange(t) * 10 ** 8,
+                       image_size=(480, 854), depth=np.random.rand(n, t).astype(np.float32) + 1)
+
+
+@pytest.mark.parametrize('name', ['motion_only', 'motion_depth'])
+def test_shipped_weights_load_and_run(name):
+    clf = create('classifier', 'moseg', {'weights': f'builtin:{name}', 'device': 'cpu'})
+    assert clf.cfg.feature_dim == 0 and clf.cfg.use_depth == (name == 'motion_depth')
+    prob = clf.classify(_window(), None)
+    assert prob.shape == (30,) and prob.dtype == np.float32
+    assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_backend_adaptive_threshold_and_params(tmp_path):
+    save_checkpoint(tmp_path / 'small.pth', small_model())
+    clf = create('classifier', 'moseg', {'weights': str(tmp_path / 'small.pth'),
+                                         'adaptive_threshold': True})
+    prob = np.linspace(0.005, 0.995, 100).astype(np.float32)
+    assert clf.decide(prob).sum() == 10         # 0.95 leaves 5 < 10, 0.93 leaves 7, 0.9: 10
+    clf.min_dynamic = 5
+    assert clf.decide(prob).sum() == 5
+    assert not clf.decide(np.full(50, 0.4, np.float32)).any()   # static scene stays static
+    clf.set_params({'threshold': 0.7, 'adaptive_threshold': False})
+    assert clf.decide(prob).sum() == 30
+    with pytest.raises(ValueError):
+        clf.set_params({'weights': 'x'})
+    assert clf.classify(_window(0, 4), None).shape == (0,)
+    with pytest.raises(ValueError, match='depth'):
+        w = _window()
+        w.depth = w.depth[:, :3]
+        clf.classify(w, None)
+
+
+def test_homography_residual_channels_single_out_the_mover():
+    from motionseg_ros.models.moseg import homography_residuals
+    g = torch.Generator().manual_seed(1)
+    n, t = 60, 6
+    uv0 = torch.rand(n, 2, generator=g) * 1.6 - 0.8
+    # background: a pure image-plane translation + zoom per frame (a homography)
+    frames = [uv0 * (1 + 0.01 * i) + torch.tensor([0.02 * i, -0.01 * i]) for i in range(t)]
+    uv = torch.stack(frames, dim=1)
+    uv[0, :, 0] += torch.linspace(0.2, 0.0, t)          # track 0 moves on its own
+    vis = torch.ones(n, t, dtype=torch.bool)
+    res = homography_residuals(uv, vis, (480, 854))
+    assert res.shape == (n, t, 3)
+    mag = res[..., 2]
+    assert mag[1:].max() < 0.05                         # background fits: ~0 px
+    assert mag[0, 0] > 3.0                              # the mover: tens of pixels
+    assert res[:, -1].abs().max() < 1e-3                # newest frame vs itself
+    model = small_model(ego_residual=True)
+    assert model.cfg.in_channels == 91
+    with torch.no_grad():
+        assert model.classify(uv * 100 + 200, vis, torch.ones(n, t), (480, 854)).shape == (n,)
