@@ -56,6 +56,21 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, An
     return out
 
 
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    """Merge a config over another; a stage that names another backend replaces it whole.
+
+    Parameters belong to a backend: the default's ``geometric`` classifier params must not leak
+    into a ``moseg`` classifier named by an overlay.
+    """
+    out = deep_merge(base, over)
+    for stage in STAGES:
+        b, o = base.get(stage), over.get(stage)
+        if isinstance(b, Mapping) and isinstance(o, Mapping) and 'name' in o \
+                and o.get('name') != b.get('name'):
+            out[stage] = copy.deepcopy(dict(o))
+    return out
+
+
 def resolve_config_path(path: PathLike) -> Path:
     """Find a config by path, or by bare name in the packaged config folder (``gpu.yaml``)."""
     p = Path(path)
@@ -81,7 +96,7 @@ def load_config(path: Optional[PathLike] = None,
             raise ConfigError(f'{p}: not valid YAML: {exc}') from exc
         if not isinstance(user, Mapping):
             raise ConfigError(f'{p}: expected a mapping at the top level')
-        cfg = deep_merge(cfg, user)
+        cfg = merge_config(cfg, user)
     for item in overrides or ():
         key, sep, raw = item.partition('=')
         if not sep:

@@ -12,6 +12,7 @@ from motionseg_ros.models.moseg import (
 from motionseg_ros.registry import BackendError, create
 from motionseg_ros.types import TrackWindow
 
+
 @pytest.fixture(autouse=True, scope='module')
 def _one_torch_thread():
     """Use one thread: tiny models on a shared 2-core machine are much faster that way."""

@@ -73,7 +73,9 @@ def feeder():
     probe = Probe(ctx, 'bad_input_probe')
     node = NodeProcess(node_executable() + [
         '--ros-args', '-r', 'image:=/camera/image_raw', '-r', 'depth:=/camera/depth',
-        '--params-file', str(SEGMENT_YAML), '-p', 'use_depth:=true'])
+        '--params-file', str(SEGMENT_YAML), '-p', 'use_depth:=true',
+        # a generous wait for trailing depth: pairing must not depend on the machine's load
+        '-p', 'depth_wait:=3.0'])
     try:
         assert node.wait_output('ready', 60), node.output()
         probe.subscribe(MotionMasks, '/motion_masks')

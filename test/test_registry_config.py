@@ -62,3 +62,15 @@ def test_invalid_configs(tmp_path, text, match):
 def test_missing_config_file():
     with pytest.raises(ConfigError, match='not found'):
         load_config('/nonexistent/cfg.yaml')
+
+
+def test_overlay_naming_another_backend_does_not_inherit_params(tmp_path):
+    user = tmp_path / 'other.yaml'
+    user.write_text('classifier: {name: moseg, params: {threshold: 0.7}}\n'
+                    'tracker: {params: {max_tracks: 123}}\n')
+    cfg = load_config(user)
+    assert cfg['classifier'] == {'name': 'moseg', 'params': {'threshold': 0.7}}
+    # same backend: params merge over the default's
+    assert cfg['tracker']['name'] == 'klt'
+    assert cfg['tracker']['params']['max_tracks'] == 123
+    assert len(cfg['tracker']['params']) > 1

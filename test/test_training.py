@@ -11,6 +11,7 @@ from motionseg_ros.models.moseg import load_checkpoint
 from motionseg_ros.training.train import (
     TrainingError, load_training_config, roc_auc, train, weighted_bce)
 
+
 @pytest.fixture(autouse=True, scope='module')
 def _one_torch_thread():
     """Use one thread: tiny models on a shared 2-core machine are much faster that way."""

@@ -95,7 +95,7 @@ class MosegClassifier(Classifier):
     # ------------------------------------------------------------------ state
     @property
     def stateless(self) -> bool:
-        """True when a result depends on the current window only (no smoothing, no quirks)."""
+        """Tell whether a result depends on the current window only (no smoothing, no quirks)."""
         return self.smoothing == 0 and not self.reference_quirks
 
     def reset(self) -> None:

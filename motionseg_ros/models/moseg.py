@@ -180,7 +180,7 @@ def reference_depth_sample(maps: Tensor, uv: Tensor) -> Tensor:
 
 
 def homography_residuals(uv: Tensor, visible: Tensor, image_size: Tuple[int, int],
-                          iterations: int = 4) -> Tensor:
+                         iterations: int = 4) -> Tensor:
     """Residual (N, T, 3) of each track w.r.t. the dominant motion to the newest frame.
 
     For every frame t a homography from frame t to the newest frame is fitted to all tracks

@@ -75,6 +75,10 @@ SPECS: List[ParamSpec] = [
               'Largest |stamp difference| in seconds between an image and the depth image '
               'paired with it; images without a depth that close are processed without depth.',
               bounds=(0.0, 1.0)),
+    ParamSpec('depth_wait', 'double', 0.1,
+              'Longest time in seconds the worker waits for a depth image that has not '
+              'arrived yet while the depth stream is live (depth often trails its image).',
+              bounds=(0.0, 5.0)),
     ParamSpec('publish_static_trajectories', 'bool', False,
               'Include static tracks in dynamic_trajectories (normally only dynamic ones).'),
     ParamSpec('classifier.threshold', 'double', 0.5,

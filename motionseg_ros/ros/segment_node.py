@@ -55,7 +55,6 @@ RATE_WINDOW_S = 5.0
 #: depth images kept for stamp pairing
 DEPTH_BUFFER = 10
 #: longest wait (s) of the worker for a depth image still on its way
-MAX_DEPTH_WAIT_S = 0.1
 #: a depth stream silent for longer (s) is not waited for
 DEPTH_LIVE_S = 1.0
 
@@ -231,6 +230,7 @@ class SegmentNode(LifecycleNode):
         self.use_depth = bool(self._declare(P.BY_NAME['use_depth']))
         self.use_camera_info = bool(self._declare(P.BY_NAME['use_camera_info']))
         self.depth_slop = float(self._declare(P.BY_NAME['depth_slop']))
+        self.depth_wait = float(self._declare(P.BY_NAME['depth_wait']))
         self.static_trajectories = bool(self._declare(P.BY_NAME['publish_static_trajectories']))
         self.autostart = bool(self._declare(P.BY_NAME['autostart']))
 
@@ -349,6 +349,8 @@ class SegmentNode(LifecycleNode):
         for name, value in updates:
             if name == 'depth_slop':
                 self.depth_slop = float(value)
+            elif name == 'depth_wait':
+                self.depth_wait = float(value)
             elif name == 'publish_static_trajectories':
                 self.static_trajectories = bool(value)
         pipeline_changes = P.pipeline_updates(updates)
@@ -411,10 +413,10 @@ class SegmentNode(LifecycleNode):
         """Return the depth (metres) nearest in stamp to the image, None if none is close.
 
         A depth image often arrives just after its colour image: while the depth stream is
-        live and nothing newer than the image came yet, wait up to MAX_DEPTH_WAIT_S for it.
+        live and nothing newer than the image came yet, wait up to ``depth_wait`` s for it.
         """
         slop_ns = self.depth_slop * 1e9
-        deadline = time.monotonic() + min(self.depth_slop, MAX_DEPTH_WAIT_S)
+        deadline = time.monotonic() + self.depth_wait
         with self._lock:
             while True:
                 candidates = list(self._depth)
