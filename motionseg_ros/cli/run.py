@@ -17,7 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description='Segment every moving object of INPUT (a video file, a folder of images or '
                     'a DAVIS sequence folder) and write masks/, overlay.mp4, trajectories.npz '
                     'and summary.json to the output folder.')
-    p.add_argument('input', metavar='INPUT', help='video file, image folder or DAVIS sequence')
+    p.add_argument('input', metavar='INPUT',
+                   help='video, image folder, DAVIS sequence or rosbag (MCAP, sqlite3, ROS 1)')
+    p.add_argument('--topic', default=None, metavar='TOPIC',
+                   help="a bag's image topic (default: its only one, or /camera/image_raw)")
     p.add_argument('--output', '-o', required=True, metavar='DIR', help='output folder')
     p.add_argument('--config', metavar='FILE', default=None,
                    help='YAML merged over the default config (path or packaged name)')
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_frames < 0:
         raise CliError('--max-frames must be >= 0')
     try:
-        source = open_source(args.input, fps=args.fps)
+        source = open_source(args.input, fps=args.fps, topic=args.topic)
     except SourceError as exc:
         raise CliError(str(exc)) from exc
     try:

@@ -1,4 +1,4 @@
-"""Frame sources: a video file, a folder of images, or a DAVIS sequence folder.
+"""Frame sources: a video file, a folder of images, a DAVIS sequence folder, or a rosbag.
 
 ``open_source(path, fps=None)`` returns a :class:`FrameSource`: iterable of
 :class:`~motionseg_ros.types.Frame` (BGR uint8, stamps from the frame rate, names from the file
@@ -111,6 +111,68 @@ class VideoSource(FrameSource):
             cap.release()
 
 
+BAG_EXTENSIONS = ('.mcap', '.db3', '.bag')
+
+
+def is_bag(path: Path) -> bool:
+    """Tell whether ``path`` is a rosbag: a .mcap/.db3/.bag file or a rosbag2 folder."""
+    if path.is_file():
+        return path.suffix.lower() in BAG_EXTENSIONS
+    return (path / 'metadata.yaml').is_file()
+
+
+class BagSource(FrameSource):
+    """Images of one topic of a rosbag (rosbag2 MCAP/sqlite3 or ROS 1), read without ROS.
+
+    Stamps are the messages' header stamps (what the node would see); frames are named by
+    their index. The topic is ``topic`` or the bag's only image topic (``/camera/image_raw``
+    when there are several).
+    """
+
+    def __init__(self, path: Path, topic: Optional[str] = None) -> None:
+        """Open the bag and choose the image topic; raise SourceError on any bag problem."""
+        from motionseg_ros.bags.reader import BagError, BagReader
+        self.path = path
+        self.name = path.stem if path.is_file() else path.name
+        try:
+            with BagReader(path) as bag:
+                topics = bag.image_topics()
+                info = bag.topics
+                span = ((bag.end_ns or 0) - (bag.start_ns or 0)) * 1e-9
+        except BagError as exc:
+            raise SourceError(str(exc)) from None
+        if topic is None:
+            if not topics:
+                raise SourceError(f'{path}: no Image or CompressedImage topic in the bag')
+            if len(topics) > 1 and '/camera/image_raw' not in topics:
+                raise SourceError(f'{path}: several image topics {topics}; choose one with '
+                                  '--topic')
+            topic = '/camera/image_raw' if len(topics) > 1 else topics[0]
+        elif topic not in topics:
+            raise SourceError(f'{path}: no image topic {topic!r}; image topics: {topics}')
+        self.topic = topic
+        self._count = int(info[topic].count)
+        self.fps = (self._count - 1) / span if self._count > 1 and span > 0 else \
+            DEFAULT_FOLDER_FPS
+
+    def __len__(self) -> int:
+        """Return the number of messages on the topic."""
+        return self._count
+
+    def __iter__(self) -> Iterator[Frame]:
+        """Decode and yield the topic's images in log-time order."""
+        from motionseg_ros.bags.reader import BagError, BagReader
+        try:
+            with BagReader(self.path) as bag:
+                for i, im in enumerate(bag.images([self.topic])):
+                    if im.is_depth:
+                        raise SourceError(f'{self.path}: {self.topic} carries depth '
+                                          f'({im.encoding}), not colour images')
+                    yield Frame(image=im.image, stamp_ns=im.stamp_ns, index=i, name=f'{i:05d}')
+        except BagError as exc:
+            raise SourceError(str(exc)) from None
+
+
 def _davis_folder(path: Path) -> Optional[Path]:
     """Return the image folder of a DAVIS root (JPEGImages/480p), or None."""
     for cand in (path / 'JPEGImages' / '480p', path / 'JPEGImages'):
@@ -119,10 +181,12 @@ def _davis_folder(path: Path) -> Optional[Path]:
     return None
 
 
-def open_source(path: Union[str, os.PathLike], fps: Optional[float] = None) -> FrameSource:
-    """Open a video file, a folder of images, or a DAVIS sequence (``root/JPEGImages/480p/seq``).
+def open_source(path: Union[str, os.PathLike], fps: Optional[float] = None,
+                topic: Optional[str] = None) -> FrameSource:
+    """Open a video, an image folder, a DAVIS sequence (``root/JPEGImages/480p/seq``) or a bag.
 
-    ``fps`` overrides the frame rate used for stamps (30 for folders when not given).
+    ``fps`` overrides the frame rate used for stamps (30 for folders when not given); bags keep
+    their recorded header stamps. ``topic`` picks a bag's image topic.
     """
     p = Path(path)
     if fps is not None and not float(fps) > 0:
@@ -130,6 +194,8 @@ def open_source(path: Union[str, os.PathLike], fps: Optional[float] = None) -> F
     if not p.exists():
         # DAVIS form "ROOT:seq" is not supported; say what exists instead
         raise SourceError(f'{p}: no such file or folder')
+    if is_bag(p):
+        return BagSource(p, topic)
     if p.is_dir():
         davis = _davis_folder(p)
         if davis is not None and not any(c.suffix.lower() in IMAGE_EXTENSIONS
