@@ -132,6 +132,8 @@ class StreamingPipeline:
         self._last_stamp = frame.stamp_ns
         self.ctx.new_frame(frame)
         timings: Dict[str, float] = {}
+        # frame-only densifier work (dense flow) may overlap the tracker on another core
+        self.stages['densifier'].prepare(frame, self.ctx)
 
         def timed(name: str, fn, *args):
             t0 = time.perf_counter()

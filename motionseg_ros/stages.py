@@ -118,6 +118,13 @@ class Grouper(Stage):
 class Densifier(Stage):
     """Sparse dynamic tracks -> dense per-object masks for the newest frame."""
 
+    def prepare(self, frame: Frame, ctx: StageContext) -> None:
+        """Start work that needs only the frame (e.g. dense flow) before the tracker runs.
+
+        Called first for every frame; a backend may run it on other threads so that it overlaps
+        the tracker and classifier, and must finish it in ``densify``. Default: nothing.
+        """
+
     @abstractmethod
     def densify(self, frame: Frame, window: TrackWindow, dynamic: np.ndarray,
                 object_ids: np.ndarray, prob: np.ndarray, ctx: StageContext

@@ -53,7 +53,9 @@ class FlowDensifier(Densifier):
                  grabcut_side: int = 220, grabcut_iters: int = 1, close_px: int = 5,
                  relative_keep: float = 0.4, hold_lost: int = 10,
                  min_region_tracks: int = 2, dense_homography: bool = True,
-                 bg_prob: float = 0.2, grow: float = 0.25, smooth_px: float = 1.0) -> None:
+                 bg_prob: float = 0.2, grow: float = 0.25, smooth_px: float = 1.0,
+                 grabcut_reuse: bool = True, refine_iters: int = -1,
+                 fb_refine_iters: int = -1, grabcut_pad: float = 0.25) -> None:
         """Configure.
 
         ``scale``: flow resolution; ``preset``: DIS preset; ``noise_floor_px``: least noise
@@ -71,7 +73,12 @@ class FlowDensifier(Densifier):
         dense flow (area-weighted) instead of taking the tracks' homography; ``bg_prob``: static
         tracks below this probability are certain background for GrabCut; ``grow``: how far
         (fraction of the box) GrabCut may extend a mask; ``smooth_px``: Gaussian smoothing of
-        the mask contour (flow pixels) before upsampling.
+        the mask contour (flow pixels) before upsampling; ``grabcut_reuse``: start GrabCut from
+        the object's colour models of the previous frame instead of a k-means initialisation;
+        ``refine_iters``/``fb_refine_iters``: DIS variational refinement iterations of the
+        current->previous flow / of the previous->current flow (only used for the
+        forward-backward check and to move held masks); -1 keeps the preset's;
+        ``grabcut_pad``: margin around the mask's box given to GrabCut (fraction of the box).
         """
         if preset not in _PRESETS:
             raise ValueError(f'flow: preset must be one of {sorted(_PRESETS)}')
@@ -101,25 +108,37 @@ class FlowDensifier(Densifier):
         self.bg_prob = float(bg_prob)
         self.grow = float(grow)
         self.smooth_px = float(smooth_px)
+        self.grabcut_reuse = bool(grabcut_reuse)
+        self.grabcut_pad = float(grabcut_pad)
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
         self._dis_f = cv2.DISOpticalFlow_create(_PRESETS[preset])
+        if int(refine_iters) >= 0:
+            self._dis.setVariationalRefinementIterations(int(refine_iters))
+            self._dis_f.setVariationalRefinementIterations(int(refine_iters))
+        if int(fb_refine_iters) >= 0:
+            self._dis_f.setVariationalRefinementIterations(int(fb_refine_iters))
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._pending = None
         self.reset()
 
     def close(self) -> None:
-        """Stop the helper thread (it restarts on the next frame if there is one)."""
+        """Stop the helper threads (they restart on the next frame if there is one)."""
+        self._drop_pending()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
 
     def reset(self) -> None:
         """Forget the previous frame, score and masks."""
+        self._drop_pending()
         self._prev_gray: Optional[np.ndarray] = None
         self._prev_score: Optional[np.ndarray] = None
         #: object id -> (small-resolution mask, frames since it was last supported, score)
         self._masks: Dict[int, Tuple[np.ndarray, int, float]] = {}
         self._size: Optional[Tuple[int, int]] = None
         self._grid: Optional[Tuple[np.ndarray, np.ndarray]] = None
+        #: object id -> GrabCut colour models (background, foreground) of its last refinement
+        self._gmm: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _small(self, image: np.ndarray) -> np.ndarray:
@@ -148,16 +167,53 @@ class FlowDensifier(Densifier):
             return None
         return h
 
-    def _score(self, gray: np.ndarray, h_in: Optional[np.ndarray]
-               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (smoothed score, backward map x, backward map y) at flow resolution."""
-        # the two flows are independent: compute them on two cores (OpenCV releases the GIL)
+    def _helper(self) -> ThreadPoolExecutor:
+        # two workers: a prefetch job may itself hand one flow to the other worker
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='dis')
-        fut = self._pool.submit(self._dis_f.calc, self._prev_gray, gray, None)
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix='dis')
+        return self._pool
+
+    def prepare(self, frame: Frame, ctx: Optional[StageContext] = None) -> None:
+        """Start this frame's flows and score on the helper threads.
+
+        They need only the image and the previous frame, so they run while the tracker and
+        the classifier work on the main thread; ``densify`` picks the result up (or computes
+        it itself when ``prepare`` was not called for that frame).
+        """
+        self._drop_pending()
+        if self._prev_gray is None or (self._size is not None and frame.size != self._size):
+            return
+        self._pending = (frame, self._helper().submit(self._prefetch, frame.image))
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            self._pending[1].result()  # never leave a job touching the state behind
+            self._pending = None
+
+    def _prefetch(self, image: np.ndarray
+                  ) -> Tuple[np.ndarray, Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]],
+                             Tuple[np.ndarray, np.ndarray]]:
+        gray = self._small(image)
+        flow_b, flow_f = self._flows(gray)
+        # the dense background fit needs no input from the tracks; when it fails the score
+        # is redone on the main thread with the classifier's homography
+        score = self._score(flow_b, flow_f, None) if self.dense_homography else None
+        return gray, score, (flow_b, flow_f)
+
+    def _flows(self, gray: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Return DIS flows current->previous and previous->current (on two threads)."""
+        fut = self._helper().submit(self._dis_f.calc, self._prev_gray, gray, None)
         flow_b = self._dis.calc(gray, self._prev_gray, None)
-        flow_f = fut.result()
-        hs, ws = gray.shape
+        return flow_b, fut.result()
+
+    def _score(self, flow_b: np.ndarray, flow_f: np.ndarray, h_in: Optional[np.ndarray],
+               final: bool = False) -> Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Return (smoothed score, backward map x, backward map y) at flow resolution.
+
+        Not ``final`` (a prefetch, before the tracks' homography ``h_in`` is known): None when
+        the dense fit fails, so that the caller retries with ``h_in``.
+        """
+        hs, ws = flow_b.shape[:2]
         if self._grid is None or self._grid[0].shape != (hs, ws):
             self._grid = np.meshgrid(np.arange(ws, dtype=np.float32),
                                      np.arange(hs, dtype=np.float32))
@@ -179,7 +235,10 @@ class FlowDensifier(Densifier):
         else:
             h_inv = None
         if self.dense_homography:
-            h_inv = self._dense_fit(gx, gy, map_x, map_y, consistent, h_inv)
+            h_dense = self._dense_fit(gx, gy, map_x, map_y, consistent, None)
+            if h_dense is None and h_in is None and not final:
+                return None
+            h_inv = h_dense if h_dense is not None else h_inv
         if h_inv is not None:
             den = h_inv[2, 0] * gx + h_inv[2, 1] * gy + h_inv[2, 2]
             den = np.where(np.abs(den) < 1e-9, 1e-9, den)
@@ -201,7 +260,6 @@ class FlowDensifier(Densifier):
             prev = cv2.remap(self._prev_score, map_x, map_y, cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             z = np.where(inside, (1 - self.temporal) * z + self.temporal * prev, z)
-        self._flow_f = flow_f
         return z.astype(np.float32), map_x, map_y
 
     def _dense_fit(self, gx: np.ndarray, gy: np.ndarray, map_x: np.ndarray, map_y: np.ndarray,
@@ -230,8 +288,8 @@ class FlowDensifier(Densifier):
         return h if h is not None else fallback
 
     def _refine(self, image_small: np.ndarray, mask: np.ndarray, fg_pts: np.ndarray,
-                bg_pts: np.ndarray) -> np.ndarray:
-        """GrabCut in the mask's (padded) box at about ``grabcut_side`` px.
+                bg_pts: np.ndarray, oid: int = -1) -> np.ndarray:
+        """Refine by GrabCut in the mask's (padded) box at about ``grabcut_side`` px.
 
         The flow mask is only a probable prior; the object's dynamic tracks are certain
         foreground and static tracks inside the box certain background, which lets colour
@@ -239,7 +297,8 @@ class FlowDensifier(Densifier):
         """
         x0, y0, x1, y1 = mask_box(mask)
         h, w = mask.shape
-        pw, ph = max(4, (x1 - x0) // 4), max(4, (y1 - y0) // 4)
+        pw = max(4, int((x1 - x0) * self.grabcut_pad))
+        ph = max(4, int((y1 - y0) * self.grabcut_pad))
         x0, y0 = max(0, x0 - pw), max(0, y0 - ph)
         x1, y1 = min(w, x1 + pw), min(h, y1 + ph)
         crop = image_small[y0:y1, x0:x1]
@@ -272,10 +331,19 @@ class FlowDensifier(Densifier):
             core = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             gc[core & (gc == cv2.GC_PR_FGD)] = cv2.GC_FGD
         try:
-            cv2.grabCut(crop, gc, None, np.zeros((1, 65)), np.zeros((1, 65)),
-                        self.grabcut_iters, cv2.GC_INIT_WITH_MASK)
+            models = self._gmm.get(oid) if self.grabcut_reuse else None
+            if models is not None:  # last frame's colour models: no k-means initialisation
+                bgd, fgd = models[0].copy(), models[1].copy()
+                cv2.grabCut(crop, gc, None, bgd, fgd, self.grabcut_iters, cv2.GC_EVAL)
+            else:
+                cv2.setRNGSeed(0)  # k-means draws from the calling thread's RNG: reproducible
+                bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+                cv2.grabCut(crop, gc, None, bgd, fgd, self.grabcut_iters,
+                            cv2.GC_INIT_WITH_MASK)
         except cv2.error:
+            self._gmm.pop(oid, None)
             return mask
+        self._gmm[oid] = (bgd, fgd)
         fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
         if f < 1.0:
             fg = cv2.resize(fg.astype(np.float32), (x1 - x0, y1 - y0),
@@ -292,12 +360,23 @@ class FlowDensifier(Densifier):
         if self._size is not None and frame.size != self._size:
             self.reset()
         self._size = frame.size
-        gray = self._small(frame.image)
-        if self._prev_gray is None:
-            self._prev_gray = gray
-            return []
-        h_in = self._homography(window, dynamic, ctx)
-        score, map_x, map_y = self._score(gray, h_in)
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is frame:
+            gray, scored, (flow_b, flow_f) = pending[1].result()
+        else:
+            if pending is not None:
+                pending[1].result()
+            gray = self._small(frame.image)
+            if self._prev_gray is None:
+                self._prev_gray = gray
+                return []
+            flow_b, flow_f = self._flows(gray)
+            scored = None
+        if scored is None:
+            scored = self._score(flow_b, flow_f, self._homography(window, dynamic, ctx),
+                                 final=True)
+        score, map_x, map_y = scored
+        self._flow_f = flow_f
         self._prev_gray = gray
         self._prev_score = score
         hs, ws = gray.shape
@@ -397,11 +476,9 @@ class FlowDensifier(Densifier):
             if oid not in new_masks and self.grabcut:
                 if image_small is None:
                     image_small = cv2.resize(frame.image, (ws, hs), interpolation=cv2.INTER_AREA)
-                args = (image_small, cleaned[oid], pts[dyn & (obj == oid)], bg_pts)
+                args = (image_small, cleaned[oid], pts[dyn & (obj == oid)], bg_pts, oid)
                 if n % 2 == 1:  # objects are independent: every other one on the helper core
-                    if self._pool is None:
-                        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='dis')
-                    cleaned[oid] = self._pool.submit(self._refine, *args)
+                    cleaned[oid] = self._helper().submit(self._refine, *args)
                 else:
                     cleaned[oid] = self._refine(*args)
         for oid, m_small in cleaned.items():
@@ -420,6 +497,7 @@ class FlowDensifier(Densifier):
             out.append(ObjectMask(id=int(oid), label=0, mask=full, score=scores.get(oid, 0.5),
                                   box=mask_box(full), num_dynamic_tracks=n_dyn))
         self._masks = new_masks  # only objects present now: bounded memory
+        self._gmm = {k: v for k, v in self._gmm.items() if k in new_masks}
         return out
 
     @staticmethod
