@@ -30,6 +30,12 @@ class StreamingPipeline:
         pipe = self.config.get('pipeline', {})
         self.window = int(pipe.get('window', 16))
         self.stride = int(pipe.get('stride', 1))
+        threads = int(pipe.get('opencv_threads', 0))
+        if threads > 0:
+            # the stages run their OpenCV calls on their own threads; OpenCV's internal pool
+            # on top only oversubscribes a small CPU (its idle workers spin)
+            import cv2
+            cv2.setNumThreads(threads)
         self.stages: Dict[str, Any] = {}
         for stage in STAGES:
             spec = self.config.get(stage)

@@ -107,3 +107,25 @@ def test_threshold_is_adjustable_and_sampson_is_pixels():
     dst = src + np.array([[5.0, 2.0], [3.0, 0.0]])
     d = sampson_distance(f, src, dst)
     assert np.allclose(d, [np.sqrt(2.0), 0.0], atol=1e-6)
+
+
+def test_parallel_baselines_equal_serial():
+    """Fitting the baselines on two threads changes nothing but the wall time."""
+    bg = texture(H + 200, W + 200, seed=5)
+    patch = texture(40, 40, seed=6)
+    tracker = KLTTracker(window=16, max_tracks=300, scale=1.0)
+    serial, parallel = GeometricClassifier(threads=1), GeometricClassifier(threads=2)
+    ctx_s, ctx_p = StageContext(), StageContext()
+    for t in range(12):
+        img = cv2.warpPerspective(bg, offset(planar_motion(t), 100, 100), (W, H))
+        img[100:140, 40 + 7 * t:80 + 7 * t] = patch
+        frame = Frame(img, t * 33_000_000, index=t)
+        ctx_s.new_frame(frame)
+        ctx_p.new_frame(frame)
+        window = tracker.update(frame, ctx_s)
+        p_s, p_p = serial.classify(window, ctx_s), parallel.classify(window, ctx_p)
+        np.testing.assert_array_equal(p_s, p_p)
+        assert serial.last_models == parallel.last_models
+    assert np.array_equal(ctx_s.background_homography, ctx_p.background_homography)
+    assert parallel.decide(p_p).any()
+    parallel.close()

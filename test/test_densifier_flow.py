@@ -61,3 +61,27 @@ def test_bad_parameters_are_refused():
         FlowDensifier(preset='slow')
     with pytest.raises(ValueError, match='scale'):
         FlowDensifier(scale=2.0)
+
+
+def test_split_grabcut_matches_whole():
+    """GrabCut on two overlapping halves (two cores) gives nearly the whole crop's mask."""
+    rng = np.random.default_rng(0)
+    h, w = 150, 200
+    img = (rng.random((h, w, 3)) * 60 + 40).astype(np.uint8)  # grey clutter
+    yy, xx = np.mgrid[:h, :w]
+    obj = ((xx - 100) / 70.0) ** 2 + ((yy - 75) / 45.0) ** 2 < 1.0  # an ellipse across both
+    img[obj] = (rng.random((int(obj.sum()), 3)) * 40 + (30, 40, 190)).astype(np.uint8)
+    prior = ((xx - 104) / 76.0) ** 2 + ((yy - 72) / 50.0) ** 2 < 1.0  # a loose flow mask
+    fg = np.stack([xx[obj][::97], yy[obj][::97]], 1).astype(float)
+    bg = np.array([[5.0, 5.0], [190.0, 140.0]])
+    masks = {}
+    for split in (0, 4000):
+        dens = FlowDensifier(grabcut_split_px=split, grabcut_side=400)
+        masks[split] = dens._refine(img, prior, fg, bg, oid=1)
+        assert set(k[1] for k in dens._gmm) == ({0} if split == 0 else {1, 2})
+        dens.close()
+    inter = np.logical_and(masks[0], masks[4000]).sum()
+    union = np.logical_or(masks[0], masks[4000]).sum()
+    assert inter / union > 0.97
+    for m in masks.values():  # both cut the loose prior back to the object
+        assert np.logical_and(m, obj).sum() / np.logical_or(m, obj).sum() > 0.9

@@ -15,6 +15,7 @@ identity; a fresh fit on all tracks is used when that set is too small.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional, Tuple
 
 import cv2
@@ -56,7 +57,8 @@ class GeometricClassifier(Classifier):
                  ransac_px: float = 1.5, noise_floor_px: float = 0.75, z0: float = 3.5,
                  z_scale: float = 0.75, smoothing: float = 0.5, parallax_ratio: float = 1.5,
                  min_points: int = 12, use_epipolar: bool = True,
-                 planar_fraction: float = 0.6, mad_scale: bool = False) -> None:
+                 planar_fraction: float = 0.6, mad_scale: bool = False,
+                 threads: int = 2) -> None:
         """Configure.
 
         ``baselines`` are frame offsets k (newest vs t-k); ``ransac_px`` the MAGSAC threshold;
@@ -66,7 +68,8 @@ class GeometricClassifier(Classifier):
         homography's when the fundamental matrix has ``parallax_ratio`` times its inliers and
         the homography explains less than ``planar_fraction`` of the fitted tracks.
         ``mad_scale`` takes the noise scale from the MAD of all residuals instead of the
-        spread of the inliers.
+        spread of the inliers. ``threads``: baselines fitted in parallel (1: on the calling
+        thread only).
         """
         self.threshold = float(threshold)
         self.baselines = tuple(int(b) for b in baselines)
@@ -82,7 +85,21 @@ class GeometricClassifier(Classifier):
         self.use_epipolar = bool(use_epipolar)
         self.planar_fraction = float(planar_fraction)
         self.mad_scale = bool(mad_scale)
+        self.threads = max(1, int(threads))
+        self._pool: Optional[ThreadPoolExecutor] = None
         self.reset()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.threads,
+                                            thread_name_prefix='geometric')
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the fitting threads (they restart on the next call if there is one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def reset(self) -> None:
         """Forget per-track probabilities."""
@@ -151,18 +168,24 @@ class GeometricClassifier(Classifier):
         score_cnt = np.zeros(n)
         self.last_models = {}
         vis_now = window.visible[:, -1]
-        for k in self.baselines:
-            if k >= t:
-                continue
+
+        def fit_baseline(k: int):
             both = np.flatnonzero(vis_now & window.visible[:, -1 - k])
             if both.size < self.min_points:
-                continue
+                return None
             src = window.xy[both, -1 - k].astype(np.float64)
             dst = window.xy[both, -1].astype(np.float64)
             fit = self._fit(src, dst, prior_static[both], k_matrix)
+            return None if fit is None else (k, both, src, dst) + fit
+
+        # the baselines are independent robust fits (OpenCV frees the GIL): two cores
+        ks = [k for k in self.baselines if k < t]
+        fits = list(self._executor().map(fit_baseline, ks)) if self.threads > 1 and \
+            len(ks) > 1 else [fit_baseline(k) for k in ks]
+        for fit in fits:
             if fit is None:
                 continue
-            model, mat, res = fit
+            k, both, src, dst, model, mat, res = fit
             self.last_models[k] = model
             if k == 1 and model == 'homography':
                 ctx.background_homography = mat

@@ -55,7 +55,8 @@ class FlowDensifier(Densifier):
                  min_region_tracks: int = 2, dense_homography: bool = True,
                  bg_prob: float = 0.2, grow: float = 0.25, smooth_px: float = 1.0,
                  grabcut_reuse: bool = True, refine_iters: int = -1,
-                 fb_refine_iters: int = -1, grabcut_pad: float = 0.25) -> None:
+                 fb_refine_iters: int = -1, grabcut_pad: float = 0.25,
+                 grabcut_split_px: int = 0, grabcut_overlap: int = 16) -> None:
         """Configure.
 
         ``scale``: flow resolution; ``preset``: DIS preset; ``noise_floor_px``: least noise
@@ -78,7 +79,9 @@ class FlowDensifier(Densifier):
         ``refine_iters``/``fb_refine_iters``: DIS variational refinement iterations of the
         current->previous flow / of the previous->current flow (only used for the
         forward-backward check and to move held masks); -1 keeps the preset's;
-        ``grabcut_pad``: margin around the mask's box given to GrabCut (fraction of the box).
+        ``grabcut_pad``: margin around the mask's box given to GrabCut (fraction of the box);
+        ``grabcut_split_px``: GrabCut crops of at least this many pixels run as two
+        overlapping halves (``grabcut_overlap`` px) on two cores (0: never).
         """
         if preset not in _PRESETS:
             raise ValueError(f'flow: preset must be one of {sorted(_PRESETS)}')
@@ -110,6 +113,8 @@ class FlowDensifier(Densifier):
         self.smooth_px = float(smooth_px)
         self.grabcut_reuse = bool(grabcut_reuse)
         self.grabcut_pad = float(grabcut_pad)
+        self.grabcut_split_px = int(grabcut_split_px)
+        self.grabcut_overlap = int(grabcut_overlap)
         self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
         self._dis_f = cv2.DISOpticalFlow_create(_PRESETS[preset])
         if int(refine_iters) >= 0:
@@ -137,8 +142,9 @@ class FlowDensifier(Densifier):
         self._masks: Dict[int, Tuple[np.ndarray, int, float]] = {}
         self._size: Optional[Tuple[int, int]] = None
         self._grid: Optional[Tuple[np.ndarray, np.ndarray]] = None
-        #: object id -> GrabCut colour models (background, foreground) of its last refinement
-        self._gmm: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        #: (object id, part) -> GrabCut colour models (background, foreground) of its last
+        #: refinement; part 0 is the whole crop, 1 and 2 the halves of a split one
+        self._gmm: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ helpers
     def _small(self, image: np.ndarray) -> np.ndarray:
@@ -288,12 +294,13 @@ class FlowDensifier(Densifier):
         return h if h is not None else fallback
 
     def _refine(self, image_small: np.ndarray, mask: np.ndarray, fg_pts: np.ndarray,
-                bg_pts: np.ndarray, oid: int = -1) -> np.ndarray:
+                bg_pts: np.ndarray, oid: int = -1, may_split: bool = True) -> np.ndarray:
         """Refine by GrabCut in the mask's (padded) box at about ``grabcut_side`` px.
 
         The flow mask is only a probable prior; the object's dynamic tracks are certain
         foreground and static tracks inside the box certain background, which lets colour
-        cut away what moves with the object but is not it (shadows, trails).
+        cut away what moves with the object but is not it (shadows, trails). ``may_split``
+        is False on a helper thread (a split there could wait on a busy pool).
         """
         x0, y0, x1, y1 = mask_box(mask)
         h, w = mask.shape
@@ -330,8 +337,28 @@ class FlowDensifier(Densifier):
         if n_fg == 0:
             core = cv2.erode(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
             gc[core & (gc == cv2.GC_PR_FGD)] = cv2.GC_FGD
+        if may_split and self.grabcut_split_px > 0 and ch * cw >= self.grabcut_split_px:
+            gc = self._grabcut_split(crop, gc, oid)
+        else:
+            gc = self._grabcut(crop, gc, (oid, 0))
+        if gc is None:
+            return mask
+        fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+        if f < 1.0:
+            fg = cv2.resize(fg.astype(np.float32), (x1 - x0, y1 - y0),
+                            interpolation=cv2.INTER_LINEAR) > 0.5  # smooth, not blocky
+        out = mask.copy()
+        out[y0:y1, x0:x1] = fg > 0
+        return out
+
+    def _grabcut(self, crop: np.ndarray, gc: np.ndarray, key: Tuple[int, int]
+                 ) -> Optional[np.ndarray]:
+        """One GrabCut on ``crop`` from labels ``gc`` (modified); None when it fails.
+
+        With ``grabcut_reuse`` it starts from ``key``'s colour models of the last frame.
+        """
         try:
-            models = self._gmm.get(oid) if self.grabcut_reuse else None
+            models = self._gmm.get(key) if self.grabcut_reuse else None
             if models is not None:  # last frame's colour models: no k-means initialisation
                 bgd, fgd = models[0].copy(), models[1].copy()
                 cv2.grabCut(crop, gc, None, bgd, fgd, self.grabcut_iters, cv2.GC_EVAL)
@@ -341,16 +368,41 @@ class FlowDensifier(Densifier):
                 cv2.grabCut(crop, gc, None, bgd, fgd, self.grabcut_iters,
                             cv2.GC_INIT_WITH_MASK)
         except cv2.error:
-            self._gmm.pop(oid, None)
-            return mask
-        self._gmm[oid] = (bgd, fgd)
-        fg = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
-        if f < 1.0:
-            fg = cv2.resize(fg.astype(np.float32), (x1 - x0, y1 - y0),
-                            interpolation=cv2.INTER_LINEAR) > 0.5  # smooth, not blocky
-        out = mask.copy()
-        out[y0:y1, x0:x1] = fg > 0
-        return out
+            self._gmm.pop(key, None)
+            return None
+        self._gmm[key] = (bgd, fgd)
+        return gc
+
+    def _grabcut_split(self, crop: np.ndarray, gc: np.ndarray, oid: int
+                       ) -> Optional[np.ndarray]:
+        """Run GrabCut on a large crop as two overlapping halves on two cores.
+
+        OpenCV's GrabCut is single-threaded and, for a large object, the longest step of a
+        frame; the graph cut's decisions are local, so halves that overlap by
+        ``grabcut_overlap`` px and keep their own colour models give nearly the same mask in
+        half the wall time. A half that fails keeps its prior labels.
+        """
+        vertical = gc.shape[1] >= gc.shape[0]  # cut across the longer side
+        if not vertical:
+            crop, gc = crop.transpose(1, 0, 2), gc.T
+        w = gc.shape[1]
+        mid, ov = w // 2, min(self.grabcut_overlap, w // 4)
+        parts = [(0, mid + ov), (mid - ov, w)]
+        jobs = []
+        for j, (a, b) in enumerate(parts):
+            args = (np.ascontiguousarray(crop[:, a:b]), np.ascontiguousarray(gc[:, a:b]),
+                    (oid, j + 1))
+            jobs.append(self._helper().submit(self._grabcut, *args) if j == 1 else args)
+        first = self._grabcut(*jobs[0])
+        second = jobs[1].result()
+        out = gc.copy()
+        if first is not None:
+            out[:, :mid] = first[:, :mid]
+        if second is not None:
+            out[:, mid:] = second[:, ov:]
+        if first is None and second is None:
+            return None
+        return out if vertical else out.T
 
     # ------------------------------------------------------------------ densify
     def densify(self, frame: Frame, window: TrackWindow, dynamic: np.ndarray,
@@ -478,7 +530,7 @@ class FlowDensifier(Densifier):
                     image_small = cv2.resize(frame.image, (ws, hs), interpolation=cv2.INTER_AREA)
                 args = (image_small, cleaned[oid], pts[dyn & (obj == oid)], bg_pts, oid)
                 if n % 2 == 1:  # objects are independent: every other one on the helper core
-                    cleaned[oid] = self._helper().submit(self._refine, *args)
+                    cleaned[oid] = self._helper().submit(self._refine, *args, False)
                 else:
                     cleaned[oid] = self._refine(*args)
         for oid, m_small in cleaned.items():
@@ -497,7 +549,7 @@ class FlowDensifier(Densifier):
             out.append(ObjectMask(id=int(oid), label=0, mask=full, score=scores.get(oid, 0.5),
                                   box=mask_box(full), num_dynamic_tracks=n_dyn))
         self._masks = new_masks  # only objects present now: bounded memory
-        self._gmm = {k: v for k, v in self._gmm.items() if k in new_masks}
+        self._gmm = {k: v for k, v in self._gmm.items() if k[0] in new_masks}
         return out
 
     @staticmethod
