@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark the streaming pipeline: per-stage and end-to-end ms (p50/p95), fps, peak RSS.
 
-    python scripts/benchmark_pipeline.py INPUT [--config FILE] [--set k=v ...] [--frames N]
-                                         [--warmup 5] [--threads 0]
+    python scripts/benchmark_pipeline.py INPUT [INPUT ...] [--config FILE] [--set k=v ...]
+                                         [--frames N] [--warmup 5] [--threads 0]
 
-INPUT is anything ``motionseg run`` reads (video, image folder, DAVIS sequence folder); the
-frames are decoded into memory first so that decoding is not timed, and looped to reach
-``--frames``. End to end is the pipeline's ``process()`` total.
+INPUT is anything ``motionseg run`` reads (video, image folder, DAVIS sequence folder), or a
+DAVIS root (every sequence of its ``sequences.txt`` / ``JPEGImages/480p``); the frames are
+decoded into memory first so that decoding is not timed, and looped (ping-pong) to reach
+``--frames`` (0: each input once). End to end is the pipeline's ``process()`` total. With
+several inputs, a pooled line over all their timed frames follows the per-input tables.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import platform
 import resource
 import sys
 import time
+from pathlib import Path
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -37,36 +41,37 @@ def machine() -> str:
     return f'{model}; {cores} cores usable; load average {load}'
 
 
-def main() -> int:
-    """Parse arguments, run, print the table."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('input')
-    ap.add_argument('--config', default=None)
-    ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
-    ap.add_argument('--frames', type=int, default=200, help='frames timed (input is looped)')
-    ap.add_argument('--warmup', type=int, default=5)
-    ap.add_argument('--threads', type=int, default=0, help='cv2.setNumThreads (0: default)')
-    args = ap.parse_args()
-    import cv2
-    if args.threads > 0:
-        cv2.setNumThreads(args.threads)
-    from motionseg_ros.config import load_config
+def expand(inputs: List[str]) -> List[str]:
+    """Replace a DAVIS root by its sequence folders (listed order, else sorted)."""
+    out: List[str] = []
+    for item in inputs:
+        root = Path(item)
+        seq_dir = root / 'JPEGImages' / '480p'
+        if seq_dir.is_dir():
+            listed = root / 'sequences.txt'
+            names = (listed.read_text().split() if listed.is_file()
+                     else sorted(p.name for p in seq_dir.iterdir() if p.is_dir()))
+            out.extend(str(seq_dir / n) for n in names)
+        else:
+            out.append(item)
+    return out
+
+
+def run_input(path: str, args: argparse.Namespace, config: dict) -> Tuple[Dict[str, list], float]:
+    """Time one input; print its table; return per-stage ms lists and CPU seconds."""
     from motionseg_ros.io.sources import open_source
     from motionseg_ros.pipeline import StreamingPipeline
     from motionseg_ros.types import Frame
 
-    src = open_source(args.input)
-    images = [f.image for f in src]
+    images = [f.image for f in open_source(path)]
     if not images:
-        print('no frames', file=sys.stderr)
-        return 2
-    pipe = StreamingPipeline(load_config(args.config, args.set))
+        raise SystemExit(f'{path}: no frames')
+    pipe = StreamingPipeline(config)
     period = int(1e9 / 30)
-    stages: dict = {}
-    totals = []
-    n = args.warmup + args.frames
+    stages: Dict[str, list] = {}
+    frames = args.frames if args.frames > 0 else len(images)
     t_wall = t_cpu = 0.0
-    for i in range(n):
+    for i in range(args.warmup + frames):
         k = i % (2 * len(images) - 2) if len(images) > 1 else 0
         k = k if k < len(images) else 2 * len(images) - 2 - k  # ping-pong: no jump at the loop
         if i == args.warmup:
@@ -74,15 +79,26 @@ def main() -> int:
             t_cpu = time.process_time()
         res = pipe.process(Frame(image=images[k], stamp_ns=i * period, index=i))
         if i >= args.warmup:
-            totals.append(res.timings_ms.get('total', 0.0))
             for key, ms in res.timings_ms.items():
                 stages.setdefault(key, []).append(ms)
     wall = time.perf_counter() - t_wall
     cpu = time.process_time() - t_cpu
+    backends = pipe.backends
+    pipe.close()
     h, w = images[0].shape[:2]
-    print(f'machine: {machine()}')
-    print(f'input: {args.input} ({w}x{h}, {len(images)} frames, looped to {args.frames}); '
-          f'backends: {pipe.backends}; overrides: {" ".join(args.set) or "none"}')
+    print(f'input: {path} ({w}x{h}, {len(images)} frames, {frames} timed); backends: '
+          f'{backends}; overrides: {" ".join(args.set) or "none"}')
+    print_table(stages)
+    tot = np.asarray(stages['total'])
+    print(f'end to end: {len(tot) / (tot.sum() / 1e3):.1f} fps from process() time, '
+          f'{len(tot) / wall:.1f} fps wall; p95 latency {np.percentile(tot, 95):.1f} ms')
+    print(f'CPU time: {cpu / len(tot) * 1e3:.1f} ms per frame over all threads '
+          f'(a lower bound on latency for a busy machine: {len(tot) / cpu:.1f} fps per core)')
+    return stages, cpu
+
+
+def print_table(stages: Dict[str, list]) -> None:
+    """Print p50 / p95 / mean per stage."""
     print(f'{"stage":12s} {"p50 ms":>8s} {"p95 ms":>8s} {"mean ms":>8s} {"frames":>7s}')
     order = ['depth', 'tracker', 'features', 'classifier', 'grouping', 'densifier', 'total']
     for key in order + sorted(set(stages) - set(order)):
@@ -90,12 +106,45 @@ def main() -> int:
             v = np.asarray(stages[key])
             print(f'{key:12s} {np.percentile(v, 50):8.1f} {np.percentile(v, 95):8.1f} '
                   f'{v.mean():8.1f} {v.size:7d}')
-    tot = np.asarray(totals)
-    print(f'end to end: {len(tot) / (tot.sum() / 1e3):.1f} fps from process() time, '
-          f'{len(tot) / wall:.1f} fps wall; p95 latency {np.percentile(tot, 95):.1f} ms')
-    print(f'CPU time: {cpu / len(tot) * 1e3:.1f} ms per frame over all threads '
-          f'(a lower bound on latency for a busy machine: {len(tot) / cpu:.1f} fps per core)')
+
+
+def main() -> int:
+    """Parse arguments, run every input, print the tables."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('input', nargs='+')
+    ap.add_argument('--config', default=None)
+    ap.add_argument('--set', action='append', default=[], metavar='KEY=VALUE')
+    ap.add_argument('--frames', type=int, default=200,
+                    help='frames timed per input (looped); 0: each input once')
+    ap.add_argument('--warmup', type=int, default=5)
+    ap.add_argument('--threads', type=int, default=0,
+                    help="OpenCV threads (0: the config's pipeline.opencv_threads)")
+    args = ap.parse_args()
+    from motionseg_ros.config import load_config
+
+    overrides = list(args.set)
+    if args.threads > 0:
+        overrides.append(f'pipeline.opencv_threads={args.threads}')
+    config = load_config(args.config, overrides)
+    print(f'machine: {machine()}')
+    pooled: Dict[str, list] = {}
+    cpu_total = 0.0
+    inputs = expand(args.input)
+    for path in inputs:
+        stages, cpu = run_input(path, args, config)
+        cpu_total += cpu
+        for key, v in stages.items():
+            pooled.setdefault(key, []).extend(v)
+        print()
+    if len(inputs) > 1:
+        tot = np.asarray(pooled['total'])
+        print(f'pooled over {len(inputs)} inputs, {tot.size} timed frames:')
+        print_table(pooled)
+        print(f'end to end: {tot.size / (tot.sum() / 1e3):.1f} fps; latency p50 '
+              f'{np.percentile(tot, 50):.1f} ms, p95 {np.percentile(tot, 95):.1f} ms; CPU '
+              f'{cpu_total / tot.size * 1e3:.1f} ms per frame over all threads')
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f'machine after: {machine()}')
     print(f'peak RSS: {peak_kb / 1024:.1f} MiB')
     return 0
 
