@@ -5,7 +5,7 @@
                                          [--frames N] [--warmup 5] [--threads 0]
 
 INPUT is anything ``motionseg run`` reads (video, image folder, DAVIS sequence folder), or a
-DAVIS root (every sequence of its ``sequences.txt`` / ``JPEGImages/480p``); the frames are
+dataset root that ``motionseg evaluate`` reads (each of its sequences); the frames are
 decoded into memory first so that decoding is not timed, and looped (ping-pong) to reach
 ``--frames`` (0: each input once). End to end is the pipeline's ``process()`` total. With
 several inputs, a pooled line over all their timed frames follows the per-input tables.
@@ -19,7 +19,6 @@ import platform
 import resource
 import sys
 import time
-from pathlib import Path
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -42,18 +41,17 @@ def machine() -> str:
 
 
 def expand(inputs: List[str]) -> List[str]:
-    """Replace a DAVIS root by its sequence folders (listed order, else sorted)."""
+    """Replace a dataset root (any layout ``motionseg evaluate`` reads) by its sequences."""
+    from motionseg_ros.evaluation.datasets import DatasetError, open_dataset
+
     out: List[str] = []
     for item in inputs:
-        root = Path(item)
-        seq_dir = root / 'JPEGImages' / '480p'
-        if seq_dir.is_dir():
-            listed = root / 'sequences.txt'
-            names = (listed.read_text().split() if listed.is_file()
-                     else sorted(p.name for p in seq_dir.iterdir() if p.is_dir()))
-            out.extend(str(seq_dir / n) for n in names)
-        else:
+        try:
+            sequences = open_dataset(item).select(None)
+        except DatasetError:  # a video, an image folder or one sequence
             out.append(item)
+            continue
+        out.extend(str(seq.image_paths[0].parent) for seq in sequences)
     return out
 
 

@@ -198,9 +198,8 @@ class GeometricClassifier(Classifier):
 
         # the baselines are independent robust fits (OpenCV frees the GIL): two cores
         ks = [k for k in self.baselines if k < t]
-        fits = list(self._executor().map(fit_baseline, ks)) if self.threads > 1 and \
-            len(ks) > 1 else [fit_baseline(k) for k in ks]
-        for fit in fits:
+        run = self._executor().map if self.threads > 1 and len(ks) > 1 else map
+        for fit in list(run(fit_baseline, ks)):
             if fit is None:
                 continue
             k, both, src, dst, model, mat, res = fit

@@ -387,14 +387,13 @@ class FlowDensifier(Densifier):
             crop, gc = crop.transpose(1, 0, 2), gc.T
         w = gc.shape[1]
         mid, ov = w // 2, min(self.grabcut_overlap, w // 4)
-        parts = [(0, mid + ov), (mid - ov, w)]
-        jobs = []
-        for j, (a, b) in enumerate(parts):
-            args = (np.ascontiguousarray(crop[:, a:b]), np.ascontiguousarray(gc[:, a:b]),
-                    (oid, j + 1))
-            jobs.append(self._helper().submit(self._grabcut, *args) if j == 1 else args)
-        first = self._grabcut(*jobs[0])
-        second = jobs[1].result()
+
+        def half(a: int, b: int) -> Tuple[np.ndarray, np.ndarray]:
+            return np.ascontiguousarray(crop[:, a:b]), np.ascontiguousarray(gc[:, a:b])
+
+        pending = self._helper().submit(self._grabcut, *half(mid - ov, w), (oid, 2))
+        first = self._grabcut(*half(0, mid + ov), (oid, 1))
+        second = pending.result()
         out = gc.copy()
         if first is not None:
             out[:, :mid] = first[:, :mid]
