@@ -218,10 +218,11 @@ def _window(n=30, t=8, seed=0):
                        image_size=(480, 854), depth=np.random.rand(n, t).astype(np.float32) + 1)
 
 
-@pytest.mark.parametrize('name', ['motion_only', 'motion_depth'])
+@pytest.mark.parametrize('name', ['motion_only', 'motion_depth', 'motion_geo'])
 def test_shipped_weights_load_and_run(name):
     clf = create('classifier', 'moseg', {'weights': f'builtin:{name}', 'device': 'cpu'})
     assert clf.cfg.feature_dim == 0 and clf.cfg.use_depth == (name == 'motion_depth')
+    assert clf.cfg.geo_evidence == (name == 'motion_geo')
     prob = clf.classify(_window(), None)
     assert prob.shape == (30,) and prob.dtype == np.float32
     assert np.all((prob >= 0) & (prob <= 1))
@@ -267,3 +268,69 @@ def test_homography_residual_channels_single_out_the_mover():
     assert model.cfg.in_channels == 91
     with torch.no_grad():
         assert model.classify(uv * 100 + 200, vis, torch.ones(n, t), (480, 854)).shape == (n,)
+
+
+def test_key_tracks_keep_equivariance_and_bound_the_attention():
+    model = small_model(space_keys=8)
+    xy, vis, conf = random_tracks(40, 8, seed=4)
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model.classify(xy, vis, conf, (120, 160))
+        out_p = model.classify(xy[perm], vis[perm], conf[perm], (120, 160))
+        full = small_model(space_keys=0).classify(xy, vis, conf, (120, 160))
+    assert out.shape == (40,) and torch.isfinite(out).all()
+    assert torch.allclose(out[perm], out_p, atol=1e-5)     # keys chosen by content
+    assert (out - full).abs().max() > 1e-4                  # it attends to fewer tracks
+    from motionseg_ros.models.moseg import key_tracks, normalise_positions
+    keys = key_tracks(normalise_positions(xy, (120, 160)), vis, 8)
+    assert keys.shape == (8,) and keys.unique().numel() == 8
+    counts = vis.sum(dim=1)
+    assert counts[keys].min() >= torch.sort(counts, descending=True).values[7]  # longest
+    assert key_tracks(xy, vis, 40) is None and key_tracks(xy, vis, 0) is None
+
+
+def test_geometric_evidence_channels_feed_the_model():
+    from motionseg_ros.classifiers.geometric import evidence_channels
+    scores = {1: (np.array([0, 2]), np.array([5.0, 0.0])), 4: (np.array([1]), np.array([2.0])),
+              20: (np.array([0]), np.array([9.0]))}          # a baseline past the window
+    ev = evidence_channels(3, 8, scores)
+    assert ev.shape == (3, 8, 2)
+    assert ev[0, 6, 0] == pytest.approx(np.log1p(5.0)) and ev[0, 6, 1] == 1.0
+    assert ev[2, 6, 1] == 1.0 and ev[2, 6, 0] == 0.0
+    assert ev[1, 3, 0] == pytest.approx(np.log1p(2.0))
+    assert np.count_nonzero(ev[..., 1]) == 3                 # nothing else is set
+    model = small_model(geo_evidence=True)
+    assert model.cfg.in_channels == 90
+    xy, vis, conf = random_tracks(3, 8)
+    with torch.no_grad():
+        with pytest.raises(ValueError, match='geometric evidence'):
+            model.classify(xy, vis, conf, (120, 160))
+        a = model.classify(xy, vis, conf, (120, 160), evidence=torch.from_numpy(ev))
+        b = model.classify(xy, vis, conf, (120, 160), evidence=torch.zeros(3, 8, 2))
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_backend_groups_and_geometric_evidence(tmp_path):
+    from motionseg_ros.classifiers.moseg import track_groups
+    ids = np.arange(100, 1100, 10)
+    groups = track_groups(ids, 32)
+    assert len(groups) == 4 and sorted(np.concatenate(groups).tolist()) == list(range(100))
+    assert max(g.size for g in groups) <= 32
+    perm = np.random.default_rng(0).permutation(100)
+    again = track_groups(ids[perm], 32)                      # same split, whatever the order
+    assert {frozenset(ids[perm][g].tolist()) for g in again} == \
+        {frozenset(ids[g].tolist()) for g in groups}
+    assert len(track_groups(ids, 0)) == 1
+    save_checkpoint(tmp_path / 'geo.pth', small_model(geo_evidence=True, ego_residual=True))
+    clf = create('classifier', 'moseg', {'weights': str(tmp_path / 'geo.pth'),
+                                         'group_size': 16, 'geometric': {'threads': 1}})
+    assert not clf.stateless                                 # the geometric part has state
+    from motionseg_ros.stages import StageContext
+    ctx = StageContext()
+    prob = clf.classify(_window(), ctx)
+    assert prob.shape == (30,) and np.all((prob >= 0) & (prob <= 1))
+    assert clf._geometric.last_scores                        # the evidence came from fits
+    clf.close()
+    with pytest.raises(BackendError, match='geometric'):
+        create('classifier', 'moseg', {'weights': str(tmp_path / 'geo.pth'),
+                                       'geometric': {'no_such_option': 1}})

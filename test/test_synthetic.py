@@ -101,3 +101,33 @@ def test_track_window_layout(depth):
         assert w.depth.shape == (n, t)
         assert np.all(np.isnan(w.depth[~w.visible]))
         assert np.nanmin(w.depth) > 0
+
+
+def test_hard_negatives_keep_labels_and_noisy_tracks_say_so():
+    lo_conf, hi_conf, changed = [], [], 0
+    for seed in range(12):
+        spec = SceneSpec(camera='static', num_moving=2, depth='none')
+        plain = generate_window(np.random.default_rng(seed), spec)
+        spec.hard_negatives = True
+        hard = generate_window(np.random.default_rng(seed), spec)
+        assert np.array_equal(plain.labels, hard.labels)
+        assert plain.window.xy.shape == hard.window.xy.shape
+        assert hard.meta['generator_version'] == GENERATOR_VERSION
+        win = hard.window
+        static = (hard.labels < 0.5) & (win.visible.sum(axis=1) >= 6)
+        # a static camera: a static track's spread over time is its tracking noise
+        spread = np.array([win.xy[i, win.visible[i]].std(axis=0).sum() for i in
+                           np.flatnonzero(static)])
+        conf = np.array([win.confidence[i, win.visible[i]][1:].mean() for i in
+                         np.flatnonzero(static)])
+        if spread.size < 10:
+            continue
+        order = np.argsort(spread)
+        k = len(order) // 5
+        lo_conf.append(conf[order[-k:]].mean())      # the noisiest fifth
+        hi_conf.append(conf[order[:k]].mean())       # the steadiest fifth
+        vis = plain.window.visible & win.visible
+        diff = np.abs(plain.window.xy - win.xy).max(axis=2) * vis
+        changed += int(np.count_nonzero(diff.max(axis=1)[hard.labels < 0.5] > 3.0))
+    assert np.mean(lo_conf) < np.mean(hi_conf) - 0.05   # noisier tracks: lower confidence
+    assert changed > 0       # some static tracks were dragged, made to wave or made noisier

@@ -67,6 +67,22 @@ def magsac_params(threshold: float) -> cv2.UsacParams:
     return p
 
 
+def evidence_channels(num_tracks: int, num_frames: int,
+                      scores: Dict[int, Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per-frame channels (N, T, 2) of a classifier's baseline scores, for a learned model.
+
+    At frame ``T-1-k`` of every baseline k: ``log(1 + score)`` and 1 (the baseline was fitted
+    and the track seen at both ends); zeros elsewhere. The log keeps the long tail of residuals
+    of fast objects in a range a network handles.
+    """
+    out = np.zeros((num_tracks, num_frames, 2), np.float32)
+    for k, (idx, score) in scores.items():
+        if 0 < k < num_frames:
+            out[idx, num_frames - 1 - k, 0] = np.log1p(np.maximum(score, 0.0))
+            out[idx, num_frames - 1 - k, 1] = 1.0
+    return out
+
+
 @register('classifier', 'geometric')
 class GeometricClassifier(Classifier):
     """Background-model residuals over several baselines, calibrated to a probability."""
@@ -123,6 +139,8 @@ class GeometricClassifier(Classifier):
         """Forget per-track probabilities."""
         self._prob: Dict[int, float] = {}
         self.last_models: Dict[int, str] = {}
+        #: baseline k -> (indices of the tracks visible at t-k and t, their residual scores)
+        self.last_scores: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, src: np.ndarray, dst: np.ndarray, prior_static: np.ndarray,
@@ -185,6 +203,7 @@ class GeometricClassifier(Classifier):
         score_sum = np.zeros(n)
         score_cnt = np.zeros(n)
         self.last_models = {}
+        self.last_scores = {}
         vis_now = window.visible[:, -1]
 
         def fit_baseline(k: int):
@@ -217,6 +236,7 @@ class GeometricClassifier(Classifier):
                 sigma = 1.4826 * float(np.median(res[inl])) if inl.sum() >= self.min_points \
                     else 1.4826 * float(np.median(res))
             sigma = max(self.noise_floor_px * k ** 0.25, sigma)
+            self.last_scores[k] = (both, res / sigma)
             score_sum[both] += res / sigma
             score_cnt[both] += 1
         score = np.where(score_cnt > 0, score_sum / np.maximum(score_cnt, 1), 0.0)

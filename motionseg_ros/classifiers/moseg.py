@@ -15,6 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from motionseg_ros.classifiers.geometric import GeometricClassifier, evidence_channels
 from motionseg_ros.registry import BackendError, register
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
@@ -39,6 +40,24 @@ def resolve_weights(spec: str) -> Path:
     return Path(spec).expanduser()
 
 
+def track_groups(ids: np.ndarray, group_size: int) -> list:
+    """Split tracks into near-equal groups of at most ``group_size``, spread over the image.
+
+    Attention cost grows with the square of the track count, and a model trained on windows of
+    a few hundred tracks sees a different attention distribution on a thousand. Each group is a
+    pseudo-random sample of the tracks (ordered by a hash of the track id, then dealt out in
+    turn), so every group covers the whole image and the split does not depend on the order
+    of the tracks in the window.
+    """
+    n = int(ids.shape[0])
+    if group_size <= 0 or n <= group_size:
+        return [np.arange(n)]
+    key = (np.asarray(ids, np.uint64) * np.uint64(2654435761)) % np.uint64(2 ** 32)
+    order = np.argsort(key, kind='stable')
+    count = -(-n // group_size)
+    return [np.sort(order[j::count]) for j in range(count)]
+
+
 @register('classifier', 'moseg')
 class MosegClassifier(Classifier):
     """Spatio-temporal trajectory attention + MSDE decoder (SegAnyMo) on each window."""
@@ -46,7 +65,8 @@ class MosegClassifier(Classifier):
     def __init__(self, weights: str = 'builtin:motion_only', device: str = 'auto',
                  threshold: Optional[float] = None, adaptive_threshold: bool = False,
                  reference_quirks: bool = False, smoothing: float = 0.0,
-                 min_dynamic: int = 10, threads: int = 0) -> None:
+                 min_dynamic: int = 10, threads: int = 0, group_size: int = 0,
+                 geometric: Optional[Dict[str, Any]] = None) -> None:
         """Load the weights (strictly) and pick the device.
 
         ``threshold``: fixed decision threshold (None: the one stored with the weights, chosen
@@ -54,7 +74,10 @@ class MosegClassifier(Classifier):
         schedule (falls back to ``threshold`` when no schedule step leaves ``min_dynamic``
         tracks, so a static scene stays static); ``reference_quirks``: feed the input the way
         the reference code did (for parity with ``moseg.pth``); ``smoothing``: blend with the
-        track's previous probability (0 = none); ``threads``: torch CPU threads (0 = leave as is).
+        track's previous probability (0 = none); ``threads``: torch CPU threads (0 = leave as is);
+        ``group_size``: classify the tracks in groups of at most this many (0 = all at once),
+        see :func:`track_groups`; ``geometric``: parameters of the geometric classifier that
+        feeds a ``geo_evidence`` model its residual scores.
         """
         try:
             import torch
@@ -74,6 +97,9 @@ class MosegClassifier(Classifier):
             raise BackendError('moseg: smoothing must be in [0, 1)')
         if int(threads) > 0:
             torch.set_num_threads(int(threads))
+        if int(group_size) < 0:
+            raise BackendError('moseg: group_size must be >= 0 (0 = all tracks at once)')
+        self.group_size = int(group_size)
         self.weights = str(weights)
         self.device = str(device)
         self.threshold = 0.5 if threshold is None else float(threshold)
@@ -90,21 +116,31 @@ class MosegClassifier(Classifier):
         self.cfg = self.model.cfg
         if threshold is None and isinstance(self.meta.get('threshold'), float):
             self.threshold = float(self.meta['threshold'])
+        self._geometric: Optional[GeometricClassifier] = None
+        if self.cfg.geo_evidence:
+            try:
+                self._geometric = GeometricClassifier(**dict(geometric or {}))
+            except (TypeError, ValueError) as exc:
+                raise BackendError(f'moseg: bad geometric parameters {geometric}: {exc}') from exc
         self.reset()
 
     # ------------------------------------------------------------------ state
     @property
     def stateless(self) -> bool:
         """Tell whether a result depends on the current window only (no smoothing, no quirks)."""
-        return self.smoothing == 0 and not self.reference_quirks
+        return self.smoothing == 0 and not self.reference_quirks and self._geometric is None
 
     def reset(self) -> None:
-        """Forget smoothed probabilities and stored depth maps."""
+        """Forget smoothed probabilities, stored depth maps and the geometric state."""
         self._prev: Dict[int, float] = {}
         self._depth_maps: 'OrderedDict[int, np.ndarray]' = OrderedDict()
+        if self._geometric is not None:
+            self._geometric.reset()
 
     def close(self) -> None:
-        """Free the model (and the GPU cache)."""
+        """Free the model (and the GPU cache) and stop the geometric fitting threads."""
+        if self._geometric is not None:
+            self._geometric.close()
         self.model = self.model.to('cpu')
         if self.device.startswith('cuda'):
             self._torch.cuda.empty_cache()
@@ -172,18 +208,26 @@ class MosegClassifier(Classifier):
                 maps[~np.isfinite(maps)] = 0.0
                 depth_maps = torch.from_numpy(maps.astype(np.float32)).to(self.device)
         dev = self.device
+        evidence = None
+        if self._geometric is not None:
+            self._geometric.classify(window, ctx if ctx is not None else StageContext())
+            evidence = evidence_channels(n, window.num_frames, self._geometric.last_scores)
+
+        def tensor(values: Optional[np.ndarray], idx: np.ndarray, dtype) -> Any:
+            return None if values is None else torch.from_numpy(
+                np.ascontiguousarray(np.asarray(values)[idx], dtype)).to(dev)
+
+        prob = np.zeros(n, np.float32)
         with torch.no_grad():
-            logits = self.model.classify(
-                torch.from_numpy(np.asarray(window.xy, np.float32)).to(dev),
-                torch.from_numpy(np.asarray(window.visible, bool)).to(dev),
-                torch.from_numpy(np.asarray(window.confidence, np.float32)).to(dev),
-                window.image_size,
-                None if depth is None else torch.from_numpy(
-                    np.asarray(depth, np.float32)).to(dev),
-                None if not self.cfg.feature_dim else torch.from_numpy(
-                    np.asarray(window.features, np.float32)).to(dev),
-                reference_quirks=self.reference_quirks, depth_maps=depth_maps)
-        prob = torch.sigmoid(logits).float().cpu().numpy().astype(np.float32)
+            for idx in track_groups(np.asarray(window.ids), self.group_size):
+                logits = self.model.classify(
+                    tensor(window.xy, idx, np.float32), tensor(window.visible, idx, bool),
+                    tensor(window.confidence, idx, np.float32), window.image_size,
+                    tensor(depth, idx, np.float32),
+                    tensor(window.features if self.cfg.feature_dim else None, idx, np.float32),
+                    reference_quirks=self.reference_quirks, depth_maps=depth_maps,
+                    evidence=tensor(evidence, idx, np.float32))
+                prob[idx] = torch.sigmoid(logits).float().cpu().numpy()
         prob[~np.asarray(window.visible).any(axis=1)] = 0.0
         if self.smoothing > 0:
             prev = np.array([self._prev.get(int(i), np.nan) for i in window.ids], np.float32)

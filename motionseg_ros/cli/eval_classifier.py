@@ -23,6 +23,7 @@ DEFAULT_CLASSIFIERS: List[Tuple[str, Dict[str, Any]]] = [
     ('geometric', {'name': 'geometric', 'params': {}}),
     ('moseg motion_only', {'name': 'moseg', 'params': {'weights': 'builtin:motion_only'}}),
     ('moseg motion_depth', {'name': 'moseg', 'params': {'weights': 'builtin:motion_depth'}}),
+    ('moseg motion_geo', {'name': 'moseg', 'params': {'weights': 'builtin:motion_geo'}}),
 ]
 
 
@@ -37,7 +38,8 @@ def add_parser(subparsers) -> None:
     p.add_argument('--sequences', nargs='+', default=None, help='sequence names (default all)')
     p.add_argument('--classifier-config', nargs='+', default=None, metavar='YAML',
                    help='YAML files each naming a classifier ({classifier: {name, params}} or '
-                        '{name, params}); default: geometric, moseg motion_only, motion_depth')
+                        '{name, params}); default: geometric, moseg motion_only, motion_depth, '
+                        'motion_geo')
     p.add_argument('--config', default=None, help='pipeline YAML for the tracker settings')
     p.add_argument('--max-frames', type=int, default=0, help='frames per sequence (0 = all)')
     p.add_argument('--every', type=int, default=1,

@@ -66,6 +66,12 @@ class MosegConfig:
     #: extension (not in the paper): 3 more channels per frame, the track's residual after a
     #: robust homography fit of all tracks between that frame and the newest one
     ego_residual: bool = False
+    #: extension: 2 more channels per frame, the geometric classifier's residual score of the
+    #: track at each of its baselines (see ``classifiers.geometric.evidence_channels``)
+    geo_evidence: bool = False
+    #: extension: attention across tracks (motion encoder, per frame, and MSDE) uses at most
+    #: this many key tracks (0 = all, as the paper): cost O(N * keys) instead of O(N^2)
+    space_keys: int = 0
 
     @property
     def attention_dropout(self) -> float:
@@ -77,7 +83,7 @@ class MosegConfig:
         """Per-frame input channels (88 for the released model)."""
         pe = 2 * (1 + 2 * self.n_freqs)
         return 2 * pe + (2 if self.use_depth else 0) + (2 if self.use_extra else 0) + (
-            3 if self.ego_residual else 0)
+            3 if self.ego_residual else 0) + (2 if self.geo_evidence else 0)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (stored in our checkpoints)."""
@@ -97,12 +103,13 @@ class MosegConfig:
 # ---------------------------------------------------------------------------- input encoding
 def frequency_encode(x: Tensor, n_freqs: int) -> Tensor:
     """NeRF-style encoding [x, sin(2^k x), cos(2^k x) for k < n_freqs] along the last axis."""
-    out = [x]
-    for k in range(n_freqs):
-        scaled = x * float(2.0 ** k)
-        out.append(torch.sin(scaled))
-        out.append(torch.cos(scaled))
-    return torch.cat(out, dim=-1)
+    if n_freqs <= 0:
+        return x
+    # one sin and one cos over all bands (20 small ops and a 21-way cat cost 10x more)
+    bands = torch.tensor([2.0 ** k for k in range(n_freqs)], dtype=x.dtype, device=x.device)
+    scaled = x.unsqueeze(-2) * bands[:, None]                     # (..., F, C)
+    waves = torch.stack([torch.sin(scaled), torch.cos(scaled)], dim=-2)  # (..., F, 2, C)
+    return torch.cat([x, waves.flatten(-3)], dim=-1)
 
 
 def normalise_positions(xy: Tensor, image_size: Tuple[int, int]) -> Tensor:
@@ -313,6 +320,32 @@ def attend(mha: nn.MultiheadAttention, query: Tensor, key: Tensor,
     return mha.out_proj(out.transpose(1, 2).reshape(b, lq, e))
 
 
+def _attend_keys(mha: nn.MultiheadAttention, x: Tensor, pad: Tensor,
+                 keys: Optional[Tensor]) -> Tensor:
+    """Self-attention of ``x`` (B, L, E), or attention to the key positions ``keys`` only."""
+    if keys is None:
+        return attend(mha, x, x, pad)
+    return attend(mha, x, x[:, keys], pad)
+
+
+def key_tracks(uv: Tensor, visible: Tensor, count: int) -> Optional[Tensor]:
+    """Return the indices of at most ``count`` tracks to attend across, chosen by content.
+
+    Tracks with the most visible frames first (they carry the most motion context), ties broken
+    by a pseudo-random hash of the first visible position, so that the choice spreads over the
+    image and does not depend on the order of the tracks (the model stays permutation
+    equivariant). None: every track (``count`` 0 or at least N).
+    """
+    n = uv.shape[0]
+    if count <= 0 or n <= count:
+        return None
+    first = visible.float().argmax(dim=1)
+    pos = uv[torch.arange(n, device=uv.device), first]
+    noise = torch.frac(torch.sin(pos[:, 0] * 12.9898 + pos[:, 1] * 78.233) * 43758.5453).abs()
+    score = visible.sum(dim=1).float() + 0.5 * noise
+    return torch.topk(score, count).indices.sort().values
+
+
 class _EncoderLayer(nn.Module):
     """Post-norm layer: attention along time, attention across tracks (shared weights), FFN.
 
@@ -334,14 +367,19 @@ class _EncoderLayer(nn.Module):
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
 
-    def _attend(self, x: Tensor, pad: Tensor) -> Tensor:
-        return self.dropout1(attend(self.self_attn, x, x, pad))
+    def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
+        return self.dropout1(_attend_keys(self.self_attn, x, pad, keys))
 
-    def forward(self, x: Tensor, pad_time: Tensor, pad_space: Tensor) -> Tensor:
-        """X (N, T, E); pad_time (N, T) and pad_space (T, N): True = ignore as key."""
+    def forward(self, x: Tensor, pad_time: Tensor, pad_space: Tensor,
+                keys: Optional[Tensor] = None) -> Tensor:
+        """X (N, T, E); pad_time (N, T) and pad_space (T, N): True = ignore as key.
+
+        ``keys``: indices of the tracks attended across (None = all); ``pad_space`` is then
+        (T, len(keys)).
+        """
         x = self.norm1(x + self._attend(x, pad_time))
         xs = x.transpose(0, 1)
-        x = self.norm3(xs + self._attend(xs, pad_space)).transpose(0, 1)
+        x = self.norm3(xs + self._attend(xs, pad_space, keys)).transpose(0, 1)
         ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
         return self.norm2(x + self.dropout2(ff))
 
@@ -367,15 +405,15 @@ class _DecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def _attend(self, x: Tensor, pad: Tensor) -> Tensor:
-        return self.dropout1(attend(self.self_attn, x, x, pad))
+    def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
+        return self.dropout1(_attend_keys(self.self_attn, x, pad, keys))
 
     def forward(self, x: Tensor, memory: Tensor, pad_time: Tensor, pad_space: Tensor,
-                pad_memory: Optional[Tensor]) -> Tensor:
+                pad_memory: Optional[Tensor], keys: Optional[Tensor] = None) -> Tensor:
         """x, memory (N, T, E); pad_memory None = attend to every frame (reference)."""
         x = self.norm1(x + self._attend(x, pad_time))
         xs = x.transpose(0, 1)
-        x = self.norm4(xs + self._attend(xs, pad_space)).transpose(0, 1)
+        x = self.norm4(xs + self._attend(xs, pad_space, keys)).transpose(0, 1)
         cross = attend(self.multihead_attn, x, memory, pad_memory)
         x = self.norm2(x + self.dropout2(cross))
         ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
@@ -405,18 +443,19 @@ class _SpaceTimeTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, x: Tensor, invisible: Tensor, mask_memory: bool) -> Tensor:
-        """X (N, T, E), invisible (N, T) bool -> (N, T, E)."""
+    def forward(self, x: Tensor, invisible: Tensor, mask_memory: bool,
+                keys: Optional[Tensor] = None) -> Tensor:
+        """X (N, T, E), invisible (N, T) bool -> (N, T, E); ``keys`` see :func:`key_tracks`."""
         pad_time = _safe_padding(invisible)
-        pad_space = _safe_padding(invisible.t())
+        pad_space = _safe_padding((invisible if keys is None else invisible[keys]).t())
         memory = x
         for layer in self.encoder.layers:
-            memory = layer(memory, pad_time, pad_space)
+            memory = layer(memory, pad_time, pad_space, keys)
         memory = self.encoder.norm(memory)
         out = x
         pad_memory = pad_time if mask_memory else None
         for layer in self.decoder.layers:
-            out = layer(out, memory, pad_time, pad_space, pad_memory)
+            out = layer(out, memory, pad_time, pad_space, pad_memory, keys)
         return self.decoder.norm(out)
 
 
@@ -435,10 +474,12 @@ class MotionEncoder(nn.Module):
         img = F.relu(self.fc2(F.relu(self.input_fc1(img))))
         return img.squeeze(0).permute(1, 2, 0)
 
-    def forward(self, x: Tensor, invisible: Tensor, reference_quirks: bool = False) -> Tensor:
+    def forward(self, x: Tensor, invisible: Tensor, reference_quirks: bool = False,
+                keys: Optional[Tensor] = None) -> Tensor:
         """X (N, T, C), invisible (N, T) -> (N, d_model)."""
         tokens = self._project(x)
-        out = self.transformer_model(tokens, invisible, mask_memory=not reference_quirks)
+        out = self.transformer_model(tokens, invisible, mask_memory=not reference_quirks,
+                                     keys=keys)
         if reference_quirks:
             return out.max(dim=1).values
         keep = _safe_padding(invisible)
@@ -469,8 +510,10 @@ class _MsdeEncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, feature: Optional[Tensor]) -> Tensor:
-        x = self.norm1(x + self.dropout(attend(self.attention, x, x)))
+    def forward(self, x: Tensor, feature: Optional[Tensor],
+                keys: Optional[Tensor] = None) -> Tensor:
+        x = self.norm1(x + self.dropout(
+            attend(self.attention, x, x if keys is None else x[:, keys])))
         inp = x if feature is None else torch.cat([x, feature], dim=-1)
         return self.norm2(x + self.dropout(self.ffn(inp)))
 
@@ -491,9 +534,10 @@ class _MsdeDecoderBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, memory: Tensor) -> Tensor:
-        x = self.norm1(x + self.dropout(attend(self.self_attention, x, x)))
-        cross = attend(self.cross_attention, x, memory)
+    def forward(self, x: Tensor, memory: Tensor, keys: Optional[Tensor] = None) -> Tensor:
+        x = self.norm1(x + self.dropout(
+            attend(self.self_attention, x, x if keys is None else x[:, keys])))
+        cross = attend(self.cross_attention, x, memory if keys is None else memory[:, keys])
         x = self.norm2(x + self.dropout(cross))
         return self.norm3(x + self.dropout(self.ffn(x)))
 
@@ -514,16 +558,20 @@ class TracksDecoder(nn.Module):
                               cfg.attention_dropout) for _ in range(cfg.decoder_blocks)])
         self.output_layer = nn.Linear(dim, 1)
 
-    def forward(self, motion: Tensor, feature: Optional[Tensor]) -> Tensor:
-        """Map (N, d_model) motion and optional (N, D) features to (N,) logits."""
+    def forward(self, motion: Tensor, feature: Optional[Tensor],
+                keys: Optional[Tensor] = None) -> Tensor:
+        """Map (N, d_model) motion and optional (N, D) features to (N,) logits.
+
+        ``keys``: indices of the tracks attended to (None = all), see :func:`key_tracks`.
+        """
         x = self.embedding(motion).unsqueeze(0)                  # (1, N, dim)
         feat = None if feature is None else feature.unsqueeze(0)
         memory = x
         for block in self.encoders:
-            memory = block(memory, feat)
+            memory = block(memory, feat, keys)
         out = x
         for block in self.decoders:
-            out = block(out, memory)
+            out = block(out, memory, keys)
         return self.output_layer(out)[0, :, 0]
 
 
@@ -555,26 +603,30 @@ class MosegModel(nn.Module):
             features = None
         if inputs.shape[0] == 0:
             return inputs.new_zeros(0)
-        motion = self.joint_encoder(inputs, invisible, reference_quirks)
-        return self.decoder(motion, features)
+        # the first two input channels are the normalised positions (frequency encoding)
+        keys = key_tracks(inputs[..., :2], ~invisible, self.cfg.space_keys)
+        motion = self.joint_encoder(inputs, invisible, reference_quirks, keys)
+        return self.decoder(motion, features, keys)
 
     def classify(self, xy: Tensor, visible: Tensor, confidence: Tensor,
                  image_size: Tuple[int, int], depth: Optional[Tensor] = None,
                  features: Optional[Tensor] = None, reference_quirks: bool = False,
-                 depth_maps: Optional[Tensor] = None) -> Tensor:
+                 depth_maps: Optional[Tensor] = None, evidence: Optional[Tensor] = None
+                 ) -> Tensor:
         """Pixels in, (N,) logits out: the whole input path for one window.
 
         ``depth`` (N, T) metric or relative depth (NaN unknown); ``depth_maps`` (T, H, W)
-        disparity maps are used instead in reference mode when given.
+        disparity maps are used instead in reference mode when given; ``evidence`` (N, T, 2)
+        the geometric channels of a ``geo_evidence`` model.
         """
         inputs, invisible = self.prepare(xy, visible, confidence, image_size, depth,
-                                         reference_quirks, depth_maps)
+                                         reference_quirks, depth_maps, evidence)
         return self(inputs, invisible, features, reference_quirks)
 
     def prepare(self, xy: Tensor, visible: Tensor, confidence: Tensor,
                 image_size: Tuple[int, int], depth: Optional[Tensor] = None,
-                reference_quirks: bool = False, depth_maps: Optional[Tensor] = None
-                ) -> Tuple[Tensor, Tensor]:
+                reference_quirks: bool = False, depth_maps: Optional[Tensor] = None,
+                evidence: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Return the encoded inputs (N, T, C) and the invisible mask (N, T)."""
         visible = visible.bool()
         uv = normalise_positions(xy.float(), image_size)
@@ -589,6 +641,12 @@ class MosegModel(nn.Module):
                                reference_quirks=reference_quirks)
         if self.cfg.ego_residual:
             inputs = torch.cat([inputs, homography_residuals(uv, visible, image_size)], dim=-1)
+        if self.cfg.geo_evidence:
+            if evidence is None or tuple(evidence.shape) != (xy.shape[0], xy.shape[1], 2):
+                got = None if evidence is None else tuple(evidence.shape)
+                raise ValueError(f'moseg: this model needs geometric evidence '
+                                 f'({xy.shape[0]}, {xy.shape[1]}, 2); got {got}')
+            inputs = torch.cat([inputs, evidence.to(inputs.dtype)], dim=-1)
         return inputs, ~visible
 
 

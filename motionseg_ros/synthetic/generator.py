@@ -31,7 +31,7 @@ import numpy as np
 from motionseg_ros.types import TrackWindow
 
 #: bump whenever the distribution of generated windows changes (model cards record it)
-GENERATOR_VERSION = '1.0'
+GENERATOR_VERSION = '1.1'
 
 CAMERA_KINDS = ('static', 'rotation', 'forward', 'sideways', 'handheld', 'vehicle', 'follow')
 OBJECT_KINDS = ('rigid', 'articulated', 'slow', 'with_camera')
@@ -51,6 +51,12 @@ class SceneSpec:
     depth: Optional[str] = None
     num_tracks: Optional[int] = None
     noise: bool = True
+    #: hard negatives (version 1.1, off by default = the 1.0 distribution): static tracks
+    #: near a moving object dragged part-way along with it (KLT at occlusion boundaries,
+    #: shadows), patches of background with small coherent non-rigid motion (water,
+    #: foliage), both keeping label 0 as real benchmarks label them, and per-track noise
+    #: levels with a much noisier textureless patch, visible in the confidence
+    hard_negatives: bool = False
 
 
 @dataclass
@@ -381,6 +387,10 @@ class _Scene:
             visible &= steps < died[:, None]
             jitter = rng.uniform(0.05, 0.8)
             noise = rng.normal(0, jitter, (n, t, 2))
+            scale = None
+            if spec.hard_negatives:   # per-track noise level; conf reflects it (below)
+                scale = self._noise_scale(txy, tvis_true, start)
+                noise *= scale[:, None, None]
             drifting = rng.random(n) < rng.uniform(0, 0.4)
             drift = np.cumsum(rng.normal(0, rng.uniform(0.05, 0.4), (n, t, 2)), axis=1)
             noise += drift * drifting[:, None, None]
@@ -392,7 +402,12 @@ class _Scene:
             noise += (jumpers[:, None] & (steps >= jump_t[:, None]))[..., None] * \
                 rng.normal(0, 8.0, (n, 1, 2))
             txy = txy + noise
+            if spec.hard_negatives:
+                txy = self._hard_negatives(txy, tvis_true & visible, tlab)
             fb = np.abs(rng.normal(0, rng.uniform(0.05, 0.3), (n, t)))
+            if scale is not None:   # KLT's forward-backward error grows with the noise
+                fb = fb * scale[:, None] + np.abs(rng.normal(0, 0.5 * jitter, (n, t))) * (
+                    scale[:, None] - 1.0).clip(0.0)
             fb += spikes * rng.uniform(0.3, 1.0, (n, t))
             conf = np.clip(1.0 - fb, 0.0, 1.0).astype(np.float32)
         else:
@@ -418,6 +433,66 @@ class _Scene:
                 'depth': depth_kind, 'intrinsics': self.k.tolist(),
                 'generator_version': GENERATOR_VERSION}
         return SyntheticWindow(window=window, labels=tlab, meta=meta)
+
+    def _noise_scale(self, txy: np.ndarray, visible: np.ndarray, start: np.ndarray
+                     ) -> np.ndarray:
+        """(N,) noise multipliers: log-normal per track, much larger in a textureless patch.
+
+        Real KLT tracks on asphalt, walls or sky jitter several times more than on texture,
+        and their forward-backward error says so; the 1.0 generator gave every track of a
+        window the same noise.
+        """
+        rng = self.rng
+        n = txy.shape[0]
+        scale = np.exp(rng.normal(0.0, 0.4, n))
+        if n and rng.random() < 0.6:
+            pos = txy[np.arange(n), np.minimum(start, self.t - 1)]
+            centre = np.array([rng.uniform(0, self.w), rng.uniform(0, self.h)])
+            radius = rng.uniform(0.15, 0.4) * max(self.w, self.h)
+            inside = np.linalg.norm(pos - centre, axis=1) < radius
+            scale[inside] *= rng.uniform(2.0, 6.0)
+        return scale
+
+    def _hard_negatives(self, txy: np.ndarray, visible: np.ndarray, labels: np.ndarray
+                        ) -> np.ndarray:
+        """Make some static tracks move a little like something else; labels stay static."""
+        rng, t = self.rng, self.t
+        txy = txy.copy()
+        static = np.flatnonzero(labels < 0.5)
+        moving = np.flatnonzero(labels >= 0.5)
+        last = np.where(visible.any(axis=1), t - 1 - np.argmax(visible[:, ::-1], axis=1), 0)
+        pos = txy[np.arange(txy.shape[0]), last]                   # last visible position
+        if moving.size and static.size and rng.random() < 0.7:
+            # boundary drag: static tracks within reach of a moving one follow it part-way
+            reach = rng.uniform(0.02, 0.06) * max(self.w, self.h)
+            dist = np.linalg.norm(pos[static, None] - pos[None, moving], axis=2)
+            near = dist.min(axis=1) < reach
+            chosen = static[near & (rng.random(static.size) < rng.uniform(0.2, 0.6))]
+            for i in chosen:
+                j = moving[int(np.argmin(np.linalg.norm(pos[moving] - pos[i], axis=1)))]
+                both = np.flatnonzero(visible[i] & visible[j])
+                if both.size < 2:
+                    continue
+                t0 = both[0]
+                alpha = rng.uniform(0.2, 0.8)
+                own = txy[i, both] - txy[i, t0]
+                other = txy[j, both] - txy[j, t0]
+                txy[i, both] = txy[i, t0] + (1 - alpha) * own + alpha * other
+        if static.size and rng.random() < 0.3:
+            # a patch of non-rigid background: smooth waves of a few pixels
+            centre = np.array([rng.uniform(0, self.w), rng.uniform(0, self.h)])
+            radius = rng.uniform(0.1, 0.3) * max(self.w, self.h)
+            inside = static[np.linalg.norm(pos[static] - centre, axis=1) < radius]
+            amp = rng.uniform(0.5, 3.0)
+            wave = rng.normal(0, 1, 2) / max(self.w, self.h) * rng.uniform(5, 30)
+            omega = rng.uniform(0.3, 1.5)
+            steps = np.arange(t)
+            for i in inside:
+                phase = float(pos[i] @ wave) + rng.normal(0, 0.3)
+                direction = rng.normal(0, 1, 2)
+                direction /= max(np.linalg.norm(direction), 1e-9)
+                txy[i] += amp * np.sin(omega * steps + phase)[:, None] * direction[None]
+        return txy
 
     def _depth(self, z: np.ndarray, visible: np.ndarray, kind: str) -> Optional[np.ndarray]:
         """Depth channel as a sensor or a monocular network would give it, NaN unknown."""

@@ -25,7 +25,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from motionseg_ros.classifiers.geometric import GeometricClassifier, evidence_channels
 from motionseg_ros.models.moseg import MosegConfig, MosegModel, save_checkpoint
+from motionseg_ros.stages import StageContext
 from motionseg_ros.synthetic.generator import (
     GENERATOR_VERSION, SceneSpec, SyntheticWindow, generate_window)
 from motionseg_ros.types import TrackWindow
@@ -42,6 +44,7 @@ DEFAULTS: Dict[str, Any] = {
         # 'alive': loss and metrics on tracks visible in the newest frame (those the pipeline
         # decides on; the others are context); 'all': every track
         'loss_on': 'alive',
+        'hard_negatives': False,     # generator 1.1 hard negatives in training windows
     },
     'optim': {'lr': 3.0e-4, 'min_lr': 1.0e-5, 'weight_decay': 1.0e-4, 'warmup_steps': 200,
               'grad_clip': 1.0, 'max_pos_weight': 30.0},
@@ -92,11 +95,17 @@ def window_tensors(window: TrackWindow, model: MosegModel, reference_quirks: boo
     """Return encoded inputs, invisible mask and features of a window for ``model``."""
     depth = None if window.depth is None else torch.from_numpy(
         np.asarray(window.depth, np.float32))
+    evidence = None
+    if model.cfg.geo_evidence:   # a fresh classifier: no history, every track a candidate
+        geometric = GeometricClassifier(threads=1)
+        geometric.classify(window, StageContext())
+        evidence = torch.from_numpy(evidence_channels(
+            window.num_tracks, window.num_frames, geometric.last_scores))
     inputs, invisible = model.prepare(
         torch.from_numpy(np.asarray(window.xy, np.float32)),
         torch.from_numpy(np.asarray(window.visible, bool)),
         torch.from_numpy(np.asarray(window.confidence, np.float32)),
-        window.image_size, depth, reference_quirks)
+        window.image_size, depth, reference_quirks, evidence=evidence)
     feats = None if window.features is None else torch.from_numpy(
         np.asarray(window.features, np.float32))
     return inputs, invisible, feats
@@ -158,7 +167,7 @@ def _subsample(sample: SyntheticWindow, rng: np.random.Generator, max_tracks: in
 def training_window(cfg: Mapping[str, Any], index: int) -> SyntheticWindow:
     """Training window ``index`` of the run (deterministic in seed and index)."""
     rng = np.random.default_rng([int(cfg['seed']), int(index)])
-    sample = generate_window(rng, SceneSpec())
+    sample = generate_window(rng, SceneSpec(hard_negatives=bool(cfg['data']['hard_negatives'])))
     lo, hi = cfg['data']['max_tracks']
     sample = _subsample(sample, rng, int(rng.integers(int(lo), int(hi) + 1)))
     if sample.window.depth is not None and rng.random() < float(cfg['data']['depth_drop']):
@@ -172,7 +181,8 @@ def validation_windows(cfg: Mapping[str, Any]) -> List[SyntheticWindow]:
     out = []
     for i in range(int(data['val_windows'])):
         rng = np.random.default_rng([int(data['val_seed']), i])
-        out.append(_subsample(generate_window(rng, SceneSpec()), rng,
+        spec = SceneSpec(hard_negatives=bool(data['hard_negatives']))
+        out.append(_subsample(generate_window(rng, spec), rng,
                               int(data['val_max_tracks'])))
     return out
 
