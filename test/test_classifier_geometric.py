@@ -129,3 +129,31 @@ def test_parallel_baselines_equal_serial():
     assert np.array_equal(ctx_s.background_homography, ctx_p.background_homography)
     assert parallel.decide(p_p).any()
     parallel.close()
+
+
+def test_epipolar_scores_leave_the_probabilities_alone():
+    """The fundamental-matrix scores kept for a learned model are extra output only."""
+    bg = texture(H + 200, W + 200, seed=7)
+    patch = texture(40, 40, seed=8)
+    tracker = KLTTracker(window=16, max_tracks=300, scale=1.0)
+    plain, extra = GeometricClassifier(threads=1), GeometricClassifier(
+        threads=1, epipolar_scores=True)
+    ctx_a, ctx_b = StageContext(), StageContext()
+    for t in range(10):
+        img = cv2.warpPerspective(bg, offset(planar_motion(t), 100, 100), (W, H))
+        img[100:140, 40 + 7 * t:80 + 7 * t] = patch
+        frame = Frame(img, t * 33_000_000, index=t)
+        ctx_a.new_frame(frame)
+        ctx_b.new_frame(frame)
+        window = tracker.update(frame, ctx_a)
+        np.testing.assert_array_equal(plain.classify(window, ctx_a), extra.classify(window, ctx_b))
+    assert not plain.last_epipolar_scores
+    assert set(extra.last_epipolar_scores) == set(extra.last_scores)   # every fitted baseline
+    k = max(extra.last_scores)
+    idx, score = extra.last_epipolar_scores[k]
+    assert np.array_equal(idx, extra.last_scores[k][0]) and np.all(np.isfinite(score))
+    from motionseg_ros.classifiers.geometric import evidence_channels
+    ev = evidence_channels(window.num_tracks, window.num_frames, extra.last_scores,
+                           extra.last_epipolar_scores)
+    assert ev.shape == (window.num_tracks, window.num_frames, 3)
+    np.testing.assert_allclose(ev[idx, -1 - k, 2], np.log1p(np.maximum(score, 0)), rtol=1e-6)

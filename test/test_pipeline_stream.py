@@ -119,3 +119,24 @@ def test_davis_dog_first_frames_above_floor():
                         cv2.IMREAD_GRAYSCALE) > 127
         scores.append(j_and_f(res.foreground(), gt)[2])
     assert np.mean(scores) > 0.45, np.mean(scores)  # 0.58 measured (default config)
+
+
+def test_learned_profile_on_davis_dog_above_floor():
+    """config/learned.yaml: the shipped motion_geo weights in the CPU pipeline."""
+    from motionseg_ros.config import load_config
+    if not DAVIS.is_dir():
+        pytest.skip(f'shared data not found: {DAVIS}')
+    pipe = StreamingPipeline(load_config('learned.yaml'))
+    assert type(pipe.stages['classifier']).__name__ == 'MosegClassifier'
+    scores, dynamic = [], []
+    for i, frame in enumerate(open_source(DAVIS / 'JPEGImages' / '480p' / 'dog')):
+        if i >= 25:
+            break
+        res = pipe.process(frame)
+        gt = cv2.imread(str(DAVIS / 'Annotations' / '480p' / 'dog' / f'{frame.name}.png'),
+                        cv2.IMREAD_GRAYSCALE) > 127
+        scores.append(j_and_f(res.foreground(), gt)[2])
+        dynamic.append(int(np.count_nonzero(res.dynamic)))
+    pipe.close()
+    assert max(dynamic) > 10
+    assert np.mean(scores) > 0.45, np.mean(scores)

@@ -68,18 +68,25 @@ def magsac_params(threshold: float) -> cv2.UsacParams:
 
 
 def evidence_channels(num_tracks: int, num_frames: int,
-                      scores: Dict[int, Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Per-frame channels (N, T, 2) of a classifier's baseline scores, for a learned model.
+                      scores: Dict[int, Tuple[np.ndarray, np.ndarray]],
+                      epipolar: Optional[Dict[int, Tuple[np.ndarray, np.ndarray]]] = None
+                      ) -> np.ndarray:
+    """Per-frame channels (N, T, 2 or 3) of a classifier's baseline scores, for a learned model.
 
     At frame ``T-1-k`` of every baseline k: ``log(1 + score)`` and 1 (the baseline was fitted
     and the track seen at both ends); zeros elsewhere. The log keeps the long tail of residuals
-    of fast objects in a range a network handles.
+    of fast objects in a range a network handles. With ``epipolar`` (the scores to a
+    fundamental matrix, see ``epipolar_scores``) a third channel holds ``log(1 + score)`` of
+    those, or the first channel's value where no fundamental matrix could be fitted.
     """
-    out = np.zeros((num_tracks, num_frames, 2), np.float32)
+    out = np.zeros((num_tracks, num_frames, 2 if epipolar is None else 3), np.float32)
     for k, (idx, score) in scores.items():
         if 0 < k < num_frames:
             out[idx, num_frames - 1 - k, 0] = np.log1p(np.maximum(score, 0.0))
             out[idx, num_frames - 1 - k, 1] = 1.0
+            if epipolar is not None:
+                e_idx, e_score = epipolar.get(k, (idx, score))
+                out[e_idx, num_frames - 1 - k, 2] = np.log1p(np.maximum(e_score, 0.0))
     return out
 
 
@@ -92,7 +99,7 @@ class GeometricClassifier(Classifier):
                  z_scale: float = 0.75, smoothing: float = 0.5, parallax_ratio: float = 1.5,
                  min_points: int = 12, use_epipolar: bool = True,
                  planar_fraction: float = 0.6, mad_scale: bool = False,
-                 threads: int = 2) -> None:
+                 threads: int = 2, epipolar_scores: bool = False) -> None:
         """Configure.
 
         ``baselines`` are frame offsets k (newest vs t-k); ``ransac_px`` the MAGSAC threshold;
@@ -103,7 +110,9 @@ class GeometricClassifier(Classifier):
         the homography explains less than ``planar_fraction`` of the fitted tracks.
         ``mad_scale`` takes the noise scale from the MAD of all residuals instead of the
         spread of the inliers. ``threads``: baselines fitted in parallel (1: on the calling
-        thread only).
+        thread only). ``epipolar_scores``: also fit the fundamental matrix where the
+        homography wins and keep its residual scores in ``last_epipolar_scores`` (evidence for
+        a learned model; the probabilities do not change).
         """
         self.threshold = float(threshold)
         self.baselines = tuple(int(b) for b in baselines)
@@ -120,6 +129,7 @@ class GeometricClassifier(Classifier):
         self.planar_fraction = float(planar_fraction)
         self.mad_scale = bool(mad_scale)
         self.threads = max(1, int(threads))
+        self.epipolar_scores = bool(epipolar_scores)
         self._pool: Optional[ThreadPoolExecutor] = None
         self.reset()
 
@@ -141,11 +151,17 @@ class GeometricClassifier(Classifier):
         self.last_models: Dict[int, str] = {}
         #: baseline k -> (indices of the tracks visible at t-k and t, their residual scores)
         self.last_scores: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+        #: the same for the fundamental matrix's residuals (``epipolar_scores`` only)
+        self.last_epipolar_scores: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, src: np.ndarray, dst: np.ndarray, prior_static: np.ndarray,
-             k_matrix: Optional[np.ndarray]) -> Optional[Tuple[str, np.ndarray, np.ndarray]]:
-        """Fit the background between two frames; return (model, matrix, residual px)."""
+             k_matrix: Optional[np.ndarray]
+             ) -> Optional[Tuple[str, np.ndarray, np.ndarray, Optional[np.ndarray]]]:
+        """Fit the background between two frames.
+
+        Return (model, matrix, residual px, epipolar residual px or None).
+        """
         fit_idx = np.flatnonzero(prior_static)
         if fit_idx.size < max(self.min_points, int(0.2 * src.shape[0])):
             fit_idx = np.arange(src.shape[0])
@@ -161,17 +177,19 @@ class GeometricClassifier(Classifier):
             return None
         res_h = transfer_error(h, src, dst)
         model, mat, res = 'homography', h, res_h
+        res_f = None
         n_h = int(np.count_nonzero(res_h[fit_idx] < self.ransac_px))
-        if (self.use_epipolar and fit_idx.size >= 2 * self.min_points
-                and n_h < self.planar_fraction * fit_idx.size):  # only then can F win
+        enough = fit_idx.size >= 2 * self.min_points
+        may_win = self.use_epipolar and n_h < self.planar_fraction * fit_idx.size
+        if enough and (may_win or self.epipolar_scores):  # only then can F win
             f = self._fundamental(s, d, k_matrix)
             if f is not None:
                 res_f = sampson_distance(f, src, dst)
                 n_f = int(np.count_nonzero(res_f[fit_idx] < self.ransac_px))
                 # parallax: F explains clearly more of the background than H does
-                if n_f > self.parallax_ratio * n_h + 4:
+                if may_win and n_f > self.parallax_ratio * n_h + 4:
                     model, mat, res = 'epipolar', f, res_f
-        return model, mat, res
+        return model, mat, res, res_f
 
     def _fundamental(self, s: np.ndarray, d: np.ndarray, k_matrix: Optional[np.ndarray]
                      ) -> Optional[np.ndarray]:
@@ -191,6 +209,11 @@ class GeometricClassifier(Classifier):
             return None
         return f
 
+    def _spread(self, res: np.ndarray) -> float:
+        """Robust noise scale of a model's inliers (all residuals when too few)."""
+        inl = res < 2.0 * self.ransac_px
+        return 1.4826 * float(np.median(res[inl] if inl.sum() >= self.min_points else res))
+
     # ------------------------------------------------------------------ classify
     def classify(self, window: TrackWindow, ctx: StageContext) -> np.ndarray:
         """Return (N,) probabilities that each track moves in the world."""
@@ -204,6 +227,7 @@ class GeometricClassifier(Classifier):
         score_cnt = np.zeros(n)
         self.last_models = {}
         self.last_scores = {}
+        self.last_epipolar_scores = {}
         vis_now = window.visible[:, -1]
 
         def fit_baseline(k: int):
@@ -221,7 +245,7 @@ class GeometricClassifier(Classifier):
         for fit in list(run(fit_baseline, ks)):
             if fit is None:
                 continue
-            k, both, src, dst, model, mat, res = fit
+            k, both, src, dst, model, mat, res, res_f = fit
             self.last_models[k] = model
             if k == 1 and model == 'homography':
                 ctx.background_homography = mat
@@ -232,11 +256,12 @@ class GeometricClassifier(Classifier):
                 med = float(np.median(res))
                 sigma = 1.4826 * float(np.median(np.abs(res - med))) + med
             else:  # spread of the model's inliers: the tracking noise of this baseline
-                inl = res < 2.0 * self.ransac_px
-                sigma = 1.4826 * float(np.median(res[inl])) if inl.sum() >= self.min_points \
-                    else 1.4826 * float(np.median(res))
+                sigma = self._spread(res)
             sigma = max(self.noise_floor_px * k ** 0.25, sigma)
             self.last_scores[k] = (both, res / sigma)
+            if self.epipolar_scores and res_f is not None:
+                self.last_epipolar_scores[k] = (both, res_f / max(
+                    self.noise_floor_px * k ** 0.25, self._spread(res_f)))
             score_sum[both] += res / sigma
             score_cnt[both] += 1
         score = np.where(score_cnt > 0, score_sum / np.maximum(score_cnt, 1), 0.0)

@@ -119,7 +119,9 @@ class MosegClassifier(Classifier):
         self._geometric: Optional[GeometricClassifier] = None
         if self.cfg.geo_evidence:
             try:
-                self._geometric = GeometricClassifier(**dict(geometric or {}))
+                params = dict(geometric or {})
+                params.setdefault('epipolar_scores', bool(self.cfg.geo_epipolar))
+                self._geometric = GeometricClassifier(**params)
             except (TypeError, ValueError) as exc:
                 raise BackendError(f'moseg: bad geometric parameters {geometric}: {exc}') from exc
         self.reset()
@@ -211,7 +213,10 @@ class MosegClassifier(Classifier):
         evidence = None
         if self._geometric is not None:
             self._geometric.classify(window, ctx if ctx is not None else StageContext())
-            evidence = evidence_channels(n, window.num_frames, self._geometric.last_scores)
+            geo = self._geometric
+            evidence = evidence_channels(n, window.num_frames, geo.last_scores,
+                                         geo.last_epipolar_scores if self.cfg.geo_epipolar
+                                         else None)
 
         def tensor(values: Optional[np.ndarray], idx: np.ndarray, dtype) -> Any:
             return None if values is None else torch.from_numpy(

@@ -69,6 +69,10 @@ class MosegConfig:
     #: extension: 2 more channels per frame, the geometric classifier's residual score of the
     #: track at each of its baselines (see ``classifiers.geometric.evidence_channels``)
     geo_evidence: bool = False
+    #: extension (with geo_evidence): 1 more channel, the track's residual score to a
+    #: fundamental matrix fitted at every baseline, even where the homography wins, so that
+    #: parallax (a near ground plane) can be told from independent motion
+    geo_epipolar: bool = False
     #: extension: attention across tracks (motion encoder, per frame, and MSDE) uses at most
     #: this many key tracks (0 = all, as the paper): cost O(N * keys) instead of O(N^2)
     space_keys: int = 0
@@ -83,7 +87,8 @@ class MosegConfig:
         """Per-frame input channels (88 for the released model)."""
         pe = 2 * (1 + 2 * self.n_freqs)
         return 2 * pe + (2 if self.use_depth else 0) + (2 if self.use_extra else 0) + (
-            3 if self.ego_residual else 0) + (2 if self.geo_evidence else 0)
+            3 if self.ego_residual else 0) + (2 if self.geo_evidence else 0) + (
+            1 if self.geo_evidence and self.geo_epipolar else 0)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain dict (stored in our checkpoints)."""
@@ -642,10 +647,11 @@ class MosegModel(nn.Module):
         if self.cfg.ego_residual:
             inputs = torch.cat([inputs, homography_residuals(uv, visible, image_size)], dim=-1)
         if self.cfg.geo_evidence:
-            if evidence is None or tuple(evidence.shape) != (xy.shape[0], xy.shape[1], 2):
+            want = (xy.shape[0], xy.shape[1], 3 if self.cfg.geo_epipolar else 2)
+            if evidence is None or tuple(evidence.shape) != want:
                 got = None if evidence is None else tuple(evidence.shape)
-                raise ValueError(f'moseg: this model needs geometric evidence '
-                                 f'({xy.shape[0]}, {xy.shape[1]}, 2); got {got}')
+                raise ValueError(f'moseg: this model needs geometric evidence {want}; got '
+                                 f'{got}')
             inputs = torch.cat([inputs, evidence.to(inputs.dtype)], dim=-1)
         return inputs, ~visible
 

@@ -97,10 +97,11 @@ def window_tensors(window: TrackWindow, model: MosegModel, reference_quirks: boo
         np.asarray(window.depth, np.float32))
     evidence = None
     if model.cfg.geo_evidence:   # a fresh classifier: no history, every track a candidate
-        geometric = GeometricClassifier(threads=1)
+        geometric = GeometricClassifier(threads=1, epipolar_scores=model.cfg.geo_epipolar)
         geometric.classify(window, StageContext())
         evidence = torch.from_numpy(evidence_channels(
-            window.num_tracks, window.num_frames, geometric.last_scores))
+            window.num_tracks, window.num_frames, geometric.last_scores,
+            geometric.last_epipolar_scores if model.cfg.geo_epipolar else None))
     inputs, invisible = model.prepare(
         torch.from_numpy(np.asarray(window.xy, np.float32)),
         torch.from_numpy(np.asarray(window.visible, bool)),
