@@ -334,3 +334,12 @@ def test_backend_groups_and_geometric_evidence(tmp_path):
     with pytest.raises(BackendError, match='geometric'):
         create('classifier', 'moseg', {'weights': str(tmp_path / 'geo.pth'),
                                        'geometric': {'no_such_option': 1}})
+
+
+def test_vectorised_frequency_encoding_equals_the_band_loop():
+    x = torch.rand(50, 16, 2) * 2 - 1
+    bands = [x]
+    for k in range(10):
+        bands += [torch.sin(x * 2.0 ** k), torch.cos(x * 2.0 ** k)]
+    assert torch.equal(frequency_encode(x, 10), torch.cat(bands, dim=-1))
+    assert torch.equal(frequency_encode(x, 0), x)
