@@ -109,20 +109,29 @@ def test_threshold_is_adjustable_and_sampson_is_pixels():
     assert np.allclose(d, [np.sqrt(2.0), 0.0], atol=1e-6)
 
 
+def twin_contexts(bg, patch, tracker, frames):
+    """Yield (window, ctx_a, ctx_b) of a planar scene with a moving patch, two contexts fed alike.
+
+    The contexts outlive the loop (they are yielded, not recreated), so a test can read them
+    after it.
+    """
+    ctx_a, ctx_b = StageContext(), StageContext()
+    for t in range(frames):
+        img = cv2.warpPerspective(bg, offset(planar_motion(t), 100, 100), (W, H))
+        img[100:140, 40 + 7 * t:80 + 7 * t] = patch
+        frame = Frame(img, t * 33_000_000, index=t)
+        ctx_a.new_frame(frame)
+        ctx_b.new_frame(frame)
+        yield tracker.update(frame, ctx_a), ctx_a, ctx_b
+
+
 def test_parallel_baselines_equal_serial():
     """Fitting the baselines on two threads changes nothing but the wall time."""
     bg = texture(H + 200, W + 200, seed=5)
     patch = texture(40, 40, seed=6)
     tracker = KLTTracker(window=16, max_tracks=300, scale=1.0)
     serial, parallel = GeometricClassifier(threads=1), GeometricClassifier(threads=2)
-    ctx_s, ctx_p = StageContext(), StageContext()
-    for t in range(12):
-        img = cv2.warpPerspective(bg, offset(planar_motion(t), 100, 100), (W, H))
-        img[100:140, 40 + 7 * t:80 + 7 * t] = patch
-        frame = Frame(img, t * 33_000_000, index=t)
-        ctx_s.new_frame(frame)
-        ctx_p.new_frame(frame)
-        window = tracker.update(frame, ctx_s)
+    for window, ctx_s, ctx_p in twin_contexts(bg, patch, tracker, 12):
         p_s, p_p = serial.classify(window, ctx_s), parallel.classify(window, ctx_p)
         np.testing.assert_array_equal(p_s, p_p)
         assert serial.last_models == parallel.last_models
@@ -138,14 +147,7 @@ def test_epipolar_scores_leave_the_probabilities_alone():
     tracker = KLTTracker(window=16, max_tracks=300, scale=1.0)
     plain, extra = GeometricClassifier(threads=1), GeometricClassifier(
         threads=1, epipolar_scores=True)
-    ctx_a, ctx_b = StageContext(), StageContext()
-    for t in range(10):
-        img = cv2.warpPerspective(bg, offset(planar_motion(t), 100, 100), (W, H))
-        img[100:140, 40 + 7 * t:80 + 7 * t] = patch
-        frame = Frame(img, t * 33_000_000, index=t)
-        ctx_a.new_frame(frame)
-        ctx_b.new_frame(frame)
-        window = tracker.update(frame, ctx_a)
+    for window, ctx_a, ctx_b in twin_contexts(bg, patch, tracker, 10):
         np.testing.assert_array_equal(plain.classify(window, ctx_a), extra.classify(window, ctx_b))
     assert not plain.last_epipolar_scores
     assert set(extra.last_epipolar_scores) == set(extra.last_scores)   # every fitted baseline
