@@ -8,6 +8,7 @@ driver and records every output.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, image_msg,
@@ -54,8 +55,9 @@ def run():
         for i, (img, stamp) in enumerate(zip(frames, stamps)):
             pub.publish(image_msg(img, stamp))
             probe.wait_for(lambda: False, 1.0 / FPS)  # 10 fps pacing while spinning
-        # wait until the node has dealt with every frame it received
-        settled = probe.wait_for(lambda: _settled(probe), 30.0)
+        # wait until the node has dealt with every frame it received, and no more frames
+        # arrive (a queued image may reach the node after one settled report)
+        settled = probe.wait_for(_Steady(probe), 40.0)
         diag = probe.latest_diagnostics()
         masks_ok = probe.wait_for(
             lambda: len(probe.messages('/motion_masks')) >= int(diag['processed']), 10.0)
@@ -66,6 +68,25 @@ def run():
         node.close()
         probe.close()
         rclpy.shutdown(context=ctx)
+
+
+class _Steady:
+    """True once the node's counters add up and have not changed for ``hold_s`` seconds."""
+
+    def __init__(self, probe: Probe, hold_s: float = 2.5) -> None:
+        self.probe, self.hold_s = probe, hold_s
+        self.last, self.since = None, 0.0
+
+    def __call__(self) -> bool:
+        if not _settled(self.probe):
+            self.last = None
+            return False
+        diag = self.probe.latest_diagnostics()
+        key = (diag['received'], diag['processed'], diag['dropped'])
+        now = time.monotonic()
+        if key != self.last:
+            self.last, self.since = key, now
+        return now - self.since >= self.hold_s
 
 
 def _settled(probe: Probe) -> bool:
