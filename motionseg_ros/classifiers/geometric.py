@@ -181,7 +181,7 @@ class GeometricClassifier(Classifier):
         n_h = int(np.count_nonzero(res_h[fit_idx] < self.ransac_px))
         enough = fit_idx.size >= 2 * self.min_points
         may_win = self.use_epipolar and n_h < self.planar_fraction * fit_idx.size
-        if enough and (may_win or self.epipolar_scores):  # only then can F win
+        if enough and (may_win or self.epipolar_scores):  # F can win, or is asked for
             f = self._fundamental(s, d, k_matrix)
             if f is not None:
                 res_f = sampson_distance(f, src, dst)
@@ -208,6 +208,16 @@ class GeometricClassifier(Classifier):
         if f is None or f.shape != (3, 3):
             return None
         return f
+
+    def evidence(self, window: TrackWindow, ctx: StageContext, epipolar: bool = False
+                 ) -> np.ndarray:
+        """Classify ``window`` (updating the state) and return its :func:`evidence_channels`.
+
+        ``epipolar``: add the fundamental-matrix channel (needs ``epipolar_scores``).
+        """
+        self.classify(window, ctx)
+        return evidence_channels(window.num_tracks, window.num_frames, self.last_scores,
+                                 self.last_epipolar_scores if epipolar else None)
 
     def _spread(self, res: np.ndarray) -> float:
         """Robust noise scale of a model's inliers (all residuals when too few)."""
@@ -257,11 +267,11 @@ class GeometricClassifier(Classifier):
                 sigma = 1.4826 * float(np.median(np.abs(res - med))) + med
             else:  # spread of the model's inliers: the tracking noise of this baseline
                 sigma = self._spread(res)
-            sigma = max(self.noise_floor_px * k ** 0.25, sigma)
+            floor = self.noise_floor_px * k ** 0.25
+            sigma = max(floor, sigma)
             self.last_scores[k] = (both, res / sigma)
             if self.epipolar_scores and res_f is not None:
-                self.last_epipolar_scores[k] = (both, res_f / max(
-                    self.noise_floor_px * k ** 0.25, self._spread(res_f)))
+                self.last_epipolar_scores[k] = (both, res_f / max(floor, self._spread(res_f)))
             score_sum[both] += res / sigma
             score_cnt[both] += 1
         score = np.where(score_cnt > 0, score_sum / np.maximum(score_cnt, 1), 0.0)

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from motionseg_ros.classifiers.geometric import GeometricClassifier, evidence_channels
+from motionseg_ros.classifiers.geometric import GeometricClassifier
 from motionseg_ros.registry import BackendError, register
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
@@ -210,21 +210,19 @@ class MosegClassifier(Classifier):
                 maps[~np.isfinite(maps)] = 0.0
                 depth_maps = torch.from_numpy(maps.astype(np.float32)).to(self.device)
         dev = self.device
-        evidence = None
-        if self._geometric is not None:
-            self._geometric.classify(window, ctx if ctx is not None else StageContext())
-            geo = self._geometric
-            evidence = evidence_channels(n, window.num_frames, geo.last_scores,
-                                         geo.last_epipolar_scores if self.cfg.geo_epipolar
-                                         else None)
+        evidence = None if self._geometric is None else self._geometric.evidence(
+            window, ctx if ctx is not None else StageContext(), self.cfg.geo_epipolar)
 
-        def tensor(values: Optional[np.ndarray], idx: np.ndarray, dtype) -> Any:
+        def tensor(values: Optional[np.ndarray], idx: Any, dtype) -> Any:
             return None if values is None else torch.from_numpy(
                 np.ascontiguousarray(np.asarray(values)[idx], dtype)).to(dev)
 
+        groups = track_groups(np.asarray(window.ids), self.group_size)
+        if len(groups) == 1:
+            groups = [slice(None)]   # one group: views of the window, no per-frame copies
         prob = np.zeros(n, np.float32)
         with torch.no_grad():
-            for idx in track_groups(np.asarray(window.ids), self.group_size):
+            for idx in groups:
                 logits = self.model.classify(
                     tensor(window.xy, idx, np.float32), tensor(window.visible, idx, bool),
                     tensor(window.confidence, idx, np.float32), window.image_size,

@@ -325,12 +325,9 @@ def attend(mha: nn.MultiheadAttention, query: Tensor, key: Tensor,
     return mha.out_proj(out.transpose(1, 2).reshape(b, lq, e))
 
 
-def _attend_keys(mha: nn.MultiheadAttention, x: Tensor, pad: Tensor,
-                 keys: Optional[Tensor]) -> Tensor:
-    """Self-attention of ``x`` (B, L, E), or attention to the key positions ``keys`` only."""
-    if keys is None:
-        return attend(mha, x, x, pad)
-    return attend(mha, x, x[:, keys], pad)
+def _at_keys(x: Tensor, keys: Optional[Tensor]) -> Tensor:
+    """``x`` (B, L, E) itself, or its positions ``keys`` along L (see :func:`key_tracks`)."""
+    return x if keys is None else x[:, keys]
 
 
 def key_tracks(uv: Tensor, visible: Tensor, count: int) -> Optional[Tensor]:
@@ -373,7 +370,7 @@ class _EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
-        return self.dropout1(_attend_keys(self.self_attn, x, pad, keys))
+        return self.dropout1(attend(self.self_attn, x, _at_keys(x, keys), pad))
 
     def forward(self, x: Tensor, pad_time: Tensor, pad_space: Tensor,
                 keys: Optional[Tensor] = None) -> Tensor:
@@ -411,7 +408,7 @@ class _DecoderLayer(nn.Module):
         self.dropout3 = nn.Dropout(dropout)
 
     def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
-        return self.dropout1(_attend_keys(self.self_attn, x, pad, keys))
+        return self.dropout1(attend(self.self_attn, x, _at_keys(x, keys), pad))
 
     def forward(self, x: Tensor, memory: Tensor, pad_time: Tensor, pad_space: Tensor,
                 pad_memory: Optional[Tensor], keys: Optional[Tensor] = None) -> Tensor:
@@ -517,8 +514,7 @@ class _MsdeEncoderBlock(nn.Module):
 
     def forward(self, x: Tensor, feature: Optional[Tensor],
                 keys: Optional[Tensor] = None) -> Tensor:
-        x = self.norm1(x + self.dropout(
-            attend(self.attention, x, x if keys is None else x[:, keys])))
+        x = self.norm1(x + self.dropout(attend(self.attention, x, _at_keys(x, keys))))
         inp = x if feature is None else torch.cat([x, feature], dim=-1)
         return self.norm2(x + self.dropout(self.ffn(inp)))
 
@@ -540,9 +536,8 @@ class _MsdeDecoderBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: Tensor, memory: Tensor, keys: Optional[Tensor] = None) -> Tensor:
-        x = self.norm1(x + self.dropout(
-            attend(self.self_attention, x, x if keys is None else x[:, keys])))
-        cross = attend(self.cross_attention, x, memory if keys is None else memory[:, keys])
+        x = self.norm1(x + self.dropout(attend(self.self_attention, x, _at_keys(x, keys))))
+        cross = attend(self.cross_attention, x, _at_keys(memory, keys))
         x = self.norm2(x + self.dropout(cross))
         return self.norm3(x + self.dropout(self.ffn(x)))
 
@@ -622,7 +617,7 @@ class MosegModel(nn.Module):
 
         ``depth`` (N, T) metric or relative depth (NaN unknown); ``depth_maps`` (T, H, W)
         disparity maps are used instead in reference mode when given; ``evidence`` (N, T, 2)
-        the geometric channels of a ``geo_evidence`` model.
+        (or 3 with ``geo_epipolar``) the geometric channels of a ``geo_evidence`` model.
         """
         inputs, invisible = self.prepare(xy, visible, confidence, image_size, depth,
                                          reference_quirks, depth_maps, evidence)

@@ -389,7 +389,7 @@ class _Scene:
             noise = rng.normal(0, jitter, (n, t, 2))
             scale = None
             if spec.hard_negatives:   # per-track noise level; conf reflects it (below)
-                scale = self._noise_scale(txy, tvis_true, start)
+                scale = self._noise_scale(txy, start)
                 noise *= scale[:, None, None]
             drifting = rng.random(n) < rng.uniform(0, 0.4)
             drift = np.cumsum(rng.normal(0, rng.uniform(0.05, 0.4), (n, t, 2)), axis=1)
@@ -434,8 +434,7 @@ class _Scene:
                 'generator_version': GENERATOR_VERSION}
         return SyntheticWindow(window=window, labels=tlab, meta=meta)
 
-    def _noise_scale(self, txy: np.ndarray, visible: np.ndarray, start: np.ndarray
-                     ) -> np.ndarray:
+    def _noise_scale(self, txy: np.ndarray, start: np.ndarray) -> np.ndarray:
         """(N,) noise multipliers: log-normal per track, much larger in a textureless patch.
 
         Real KLT tracks on asphalt, walls or sky jitter several times more than on texture,
@@ -467,9 +466,9 @@ class _Scene:
             reach = rng.uniform(0.02, 0.06) * max(self.w, self.h)
             dist = np.linalg.norm(pos[static, None] - pos[None, moving], axis=2)
             near = dist.min(axis=1) < reach
-            chosen = static[near & (rng.random(static.size) < rng.uniform(0.2, 0.6))]
-            for i in chosen:
-                j = moving[int(np.argmin(np.linalg.norm(pos[moving] - pos[i], axis=1)))]
+            chosen = np.flatnonzero(near & (rng.random(static.size) < rng.uniform(0.2, 0.6)))
+            for row in chosen:
+                i, j = static[row], moving[int(np.argmin(dist[row]))]
                 both = np.flatnonzero(visible[i] & visible[j])
                 if both.size < 2:
                     continue

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from motionseg_ros.classifiers.geometric import GeometricClassifier, evidence_channels
+from motionseg_ros.classifiers.geometric import GeometricClassifier
 from motionseg_ros.models.moseg import MosegConfig, MosegModel, save_checkpoint
 from motionseg_ros.stages import StageContext
 from motionseg_ros.synthetic.generator import (
@@ -97,11 +97,9 @@ def window_tensors(window: TrackWindow, model: MosegModel, reference_quirks: boo
         np.asarray(window.depth, np.float32))
     evidence = None
     if model.cfg.geo_evidence:   # a fresh classifier: no history, every track a candidate
-        geometric = GeometricClassifier(threads=1, epipolar_scores=model.cfg.geo_epipolar)
-        geometric.classify(window, StageContext())
-        evidence = torch.from_numpy(evidence_channels(
-            window.num_tracks, window.num_frames, geometric.last_scores,
-            geometric.last_epipolar_scores if model.cfg.geo_epipolar else None))
+        epipolar = model.cfg.geo_epipolar
+        evidence = torch.from_numpy(GeometricClassifier(
+            threads=1, epipolar_scores=epipolar).evidence(window, StageContext(), epipolar))
     inputs, invisible = model.prepare(
         torch.from_numpy(np.asarray(window.xy, np.float32)),
         torch.from_numpy(np.asarray(window.visible, bool)),
