@@ -16,6 +16,7 @@ setup(
     packages=find_packages(include=['motionseg_ros', 'motionseg_ros.*']),
     package_data={'motionseg_ros': ['weights/*', 'weights/**/*', 'assets/*']},
     include_package_data=True,
-    install_requires=['numpy', 'scipy', 'opencv-python-headless', 'pyyaml', 'tqdm', 'pillow'],
+    install_requires=['numpy', 'scipy', 'opencv-python-headless', 'pyyaml', 'tqdm', 'pillow',
+                      'torch'],
     entry_points={'console_scripts': ['motionseg = motionseg_ros.cli:main']},
 )

@@ -123,18 +123,24 @@ def dog_scores(pipe, frames=25):
 
 
 def test_davis_dog_first_frames_above_floor():
-    scores, _ = dog_scores(StreamingPipeline())
-    assert np.mean(scores) > 0.45, np.mean(scores)  # 0.58 measured (default config)
-
-
-def test_learned_profile_on_davis_dog_above_floor():
-    """config/learned.yaml: the shipped motion_geo weights in the CPU pipeline."""
-    from motionseg_ros.config import load_config
+    """The default: the shipped motion_geo weights in the CPU pipeline."""
     if not DAVIS.is_dir():
         pytest.skip(f'shared data not found: {DAVIS}')
-    pipe = StreamingPipeline(load_config('learned.yaml'))
+    pipe = StreamingPipeline()
     assert type(pipe.stages['classifier']).__name__ == 'MosegClassifier'
     scores, dynamic = dog_scores(pipe)
     pipe.close()
     assert max(dynamic) > 10
     assert np.mean(scores) > 0.45, np.mean(scores)
+
+
+def test_geometric_profile_on_davis_dog_above_floor():
+    """config/geometric.yaml: the weights-free, torch-free classifier."""
+    from motionseg_ros.config import load_config
+    if not DAVIS.is_dir():
+        pytest.skip(f'shared data not found: {DAVIS}')
+    cfg = load_config('geometric.yaml')
+    params = {'threshold', 'baselines', 'ransac_px', 'z0', 'use_epipolar', 'threads'}
+    assert set(cfg['classifier']['params']) == params   # nothing of the default's moseg
+    scores, _ = dog_scores(StreamingPipeline(cfg))
+    assert np.mean(scores) > 0.45, np.mean(scores)  # 0.58 measured

@@ -66,10 +66,10 @@ def test_missing_config_file():
 
 def test_overlay_naming_another_backend_does_not_inherit_params(tmp_path):
     user = tmp_path / 'other.yaml'
-    user.write_text('classifier: {name: moseg, params: {threshold: 0.7}}\n'
+    user.write_text('classifier: {name: geometric, params: {threshold: 0.7}}\n'
                     'tracker: {params: {max_tracks: 123}}\n')
     cfg = load_config(user)
-    assert cfg['classifier'] == {'name': 'moseg', 'params': {'threshold': 0.7}}
+    assert cfg['classifier'] == {'name': 'geometric', 'params': {'threshold': 0.7}}
     # same backend: params merge over the default's
     assert cfg['tracker']['name'] == 'klt'
     assert cfg['tracker']['params']['max_tracks'] == 123

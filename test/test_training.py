@@ -9,7 +9,7 @@ import torch
 from motionseg_ros.cli import main as cli_main
 from motionseg_ros.models.moseg import load_checkpoint
 from motionseg_ros.training.train import (
-    TrainingError, load_training_config, roc_auc, train, weighted_bce)
+    TrainingError, load_training_config, roc_auc, train, training_window, weighted_bce)
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -45,6 +45,20 @@ def test_weighted_bce_balances_classes():
     # pos weight 3: the positive term counts three times
     expected = (3 * np.log(2) + 3 * np.log(2)) / 4
     assert abs(float(weighted_bce(logits, labels)) - expected) < 1e-6
+
+
+def test_short_windows_sets_the_share_of_windows_under_16_frames():
+    def lengths(share):
+        cfg = load_training_config(overrides={'data': {'short_windows': share}})
+        return np.array([training_window(cfg, i).window.num_frames for i in range(40)])
+
+    assert (lengths(0.0) == 16).all()
+    short = lengths(1.0)
+    assert (short < 16).all() and (short >= 2).all() and len(set(short.tolist())) > 5
+    half = lengths(0.5)
+    assert 8 <= int(np.count_nonzero(half < 16)) <= 32
+    generator = lengths(None)     # the generator's own draw: 1 in 4 short
+    assert int(np.count_nonzero(generator < 16)) < int(np.count_nonzero(half < 16))
 
 
 def test_unknown_options_are_rejected(tmp_path):

@@ -1,10 +1,12 @@
-"""``motionseg eval-classifier``: per-track moving/static quality on DAVIS-style data.
+"""``motionseg eval-classifier``: per-track moving/static quality on annotated video.
 
-Tracks come from the pipeline's tracker (as configured, default ``klt``), run online over each
-sequence; every classifier sees the same window at every frame. A track visible in the newest
-frame is labelled moving when the ground-truth mask is set at its (rounded) position there.
-Reported per sequence and overall (tracks of all frames pooled): precision, recall and F1 of
-the classifier's own decision, and ROC-AUC of its probability.
+Any layout ``motionseg evaluate`` reads (DAVIS, FBMS-59, SegTrack v2, CDnet 2014). Tracks come
+from the pipeline's tracker (as configured, default ``klt``), run online over each sequence;
+every classifier sees the same window at every frame. A track visible in the newest frame of an
+annotated frame is labelled moving when the ground truth has an object at its (rounded)
+position there; tracks on void pixels (DAVIS-2017 255, CDnet boundaries and outside the ROI)
+are not scored. Reported per sequence and overall (tracks of all frames pooled): precision,
+recall and F1 of the classifier's own decision, and ROC-AUC of its probability.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from motionseg_ros.cli import CliError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from motionseg_ros.evaluation.datasets import SequenceData
 
 DEFAULT_CLASSIFIERS: List[Tuple[str, Dict[str, Any]]] = [
     ('geometric', {'name': 'geometric', 'params': {}}),
@@ -30,11 +35,11 @@ DEFAULT_CLASSIFIERS: List[Tuple[str, Dict[str, Any]]] = [
 def add_parser(subparsers) -> None:
     """Register the sub-command."""
     p = subparsers.add_parser(
-        'eval-classifier', help='compare trajectory classifiers on DAVIS ground truth',
+        'eval-classifier', help='compare trajectory classifiers on annotated video',
         description='Track each sequence with the pipeline tracker, classify every window with '
                     'each classifier, score tracks against the ground-truth masks.')
-    p.add_argument('davis_root', help='folder with JPEGImages/480p/<seq> and '
-                                      'Annotations/480p/<seq>')
+    p.add_argument('davis_root', metavar='dataset_root',
+                   help='dataset folder (DAVIS, FBMS-59, SegTrack v2 or CDnet layout)')
     p.add_argument('--sequences', nargs='+', default=None, help='sequence names (default all)')
     p.add_argument('--classifier-config', nargs='+', default=None, metavar='YAML',
                    help='YAML files each naming a classifier ({classifier: {name, params}} or '
@@ -68,22 +73,6 @@ def _load_classifier_specs(paths: Optional[List[str]]) -> List[Tuple[str, Dict[s
     return specs
 
 
-def _read_sequence(root: Path, seq: str, max_frames: int) -> Tuple[List[Path], List[Path]]:
-    img_dir = root / 'JPEGImages' / '480p' / seq
-    ann_dir = root / 'Annotations' / '480p' / seq
-    if not img_dir.is_dir():
-        raise CliError(f'sequence {seq!r}: no folder {img_dir}')
-    if not ann_dir.is_dir():
-        raise CliError(f'sequence {seq!r}: no ground truth folder {ann_dir}')
-    imgs = sorted(img_dir.glob('*.jpg'))
-    anns = {p.stem: p for p in ann_dir.glob('*.png')}
-    if not imgs:
-        raise CliError(f'sequence {seq!r}: no .jpg frames in {img_dir}')
-    if max_frames > 0:
-        imgs = imgs[:max_frames]
-    return imgs, [anns.get(p.stem) for p in imgs]
-
-
 def score(prob: np.ndarray, decision: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
     """Precision, recall, F1 (of ``decision``) and ROC-AUC (of ``prob``) over tracks."""
     from motionseg_ros.training.train import binary_metrics, roc_auc
@@ -94,14 +83,12 @@ def score(prob: np.ndarray, decision: np.ndarray, labels: np.ndarray) -> Dict[st
     return out
 
 
-def evaluate_sequence(imgs: List[Path], anns: List[Optional[Path]], tracker_spec: Dict[str, Any],
-                      window: int, classifier_specs: List[Tuple[str, Dict[str, Any]]],
-                      every: int = 1
+def evaluate_sequence(seq: 'SequenceData', tracker_spec: Dict[str, Any], window: int,
+                      classifier_specs: List[Tuple[str, Dict[str, Any]]], every: int = 1
                       ) -> Tuple[Dict[str, Dict[str, np.ndarray]], Dict[str, float]]:
     """Run tracker + classifiers over one sequence; return pooled arrays and timings (ms)."""
-    import cv2
-
     from motionseg_ros import registry
+    from motionseg_ros.evaluation.datasets import DatasetError
     from motionseg_ros.stages import StageContext
     from motionseg_ros.types import Frame
     params = dict(tracker_spec.get('params') or {})
@@ -114,15 +101,18 @@ def evaluate_sequence(imgs: List[Path], anns: List[Optional[Path]], tracker_spec
     pooled = {label: {'prob': [], 'dec': [], 'lab': []} for label, _ in classifiers}
     times = {label: 0.0 for label, _ in classifiers}
     calls = {label: 0 for label, _ in classifiers}
-    for i, (img_path, ann_path) in enumerate(zip(imgs, anns)):
-        image = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise CliError(f'cannot read {img_path}')
-        frame = Frame(image=image, stamp_ns=int(i * 1e9 / 24), index=i, name=img_path.stem)
+    annotated = set(seq.annotated)
+    for i in range(len(seq)):
+        try:
+            image = seq.image(i)
+        except DatasetError as exc:
+            raise CliError(str(exc)) from exc
+        frame = Frame(image=image, stamp_ns=int(i * 1e9 / seq.fps), index=i,
+                      name=seq.image_paths[i].stem)
         track_ctx.new_frame(frame)
         win = tracker.update(frame, track_ctx)
         track_ctx.background_homography = None
-        scored = ann_path is not None and win.num_tracks > 0 and win.num_frames >= 2 and \
+        scored = i in annotated and win.num_tracks > 0 and win.num_frames >= 2 and \
             i % max(1, every) == 0
         if not scored:
             for label, clf in classifiers:   # stateful classifiers must see every frame
@@ -130,14 +120,20 @@ def evaluate_sequence(imgs: List[Path], anns: List[Optional[Path]], tracker_spec
                     ctxs[label].new_frame(frame)
                     clf.classify(win, ctxs[label])
             continue
-        gt = cv2.imread(str(ann_path), cv2.IMREAD_GRAYSCALE)
-        if gt is None or gt.shape != image.shape[:2]:
-            raise CliError(f'bad ground truth {ann_path}')
-        alive = win.visible[:, -1]
-        xy = np.rint(win.xy[alive, -1]).astype(int)
+        try:
+            gt, void = seq.gt(i)
+        except DatasetError as exc:
+            raise CliError(str(exc)) from exc
+        if gt.shape != image.shape[:2]:
+            raise CliError(f'{seq.name} frame {i}: ground truth {gt.shape} does not match the '
+                           f'image {image.shape[:2]}')
+        alive = win.visible[:, -1].copy()
+        xy = np.rint(win.xy[:, -1]).astype(int)
         xy[:, 0] = np.clip(xy[:, 0], 0, gt.shape[1] - 1)
         xy[:, 1] = np.clip(xy[:, 1], 0, gt.shape[0] - 1)
-        labels = gt[xy[:, 1], xy[:, 0]] > 127
+        if void is not None:
+            alive &= ~void[xy[:, 1], xy[:, 0]]
+        labels = gt[xy[alive, 1], xy[alive, 0]] > 0
         for label, clf in classifiers:
             ctx = ctxs[label]
             ctx.new_frame(frame)
@@ -161,14 +157,18 @@ def _fmt(v: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """Evaluate every classifier on every sequence and print the tables."""
     from motionseg_ros.config import ConfigError, load_config
+    from motionseg_ros.evaluation.datasets import DatasetError, open_dataset
     from motionseg_ros.registry import BackendError
-    root = Path(args.davis_root)
-    if not (root / 'JPEGImages' / '480p').is_dir():
-        raise CliError(f'{root} has no JPEGImages/480p (expected a DAVIS-2016 style folder)')
     if args.every < 1:
         raise CliError('--every must be >= 1')
-    seqs = args.sequences or sorted(p.name for p in (root / 'JPEGImages' / '480p').iterdir()
-                                    if p.is_dir())
+    try:
+        dataset = open_dataset(args.davis_root)
+        sequences = dataset.select(args.sequences)
+    except DatasetError as exc:
+        raise CliError(str(exc)) from exc
+    if args.max_frames > 0:
+        sequences = [s.truncated(args.max_frames) for s in sequences]
+    seqs = [s.name for s in sequences]
     try:
         cfg = load_config(args.config) if args.config else load_config()
     except ConfigError as exc:
@@ -179,11 +179,10 @@ def run(args: argparse.Namespace) -> int:
     all_arrays: Dict[str, Dict[str, List[np.ndarray]]] = {
         label: {'prob': [], 'dec': [], 'lab': []} for label, _ in specs}
     timing: Dict[str, List[float]] = {label: [] for label, _ in specs}
-    for seq in seqs:
-        imgs, anns = _read_sequence(root, seq, args.max_frames)
+    for data in sequences:
+        seq = data.name
         try:
-            arrays, ms = evaluate_sequence(imgs, anns, cfg['tracker'], window, specs,
-                                           args.every)
+            arrays, ms = evaluate_sequence(data, cfg['tracker'], window, specs, args.every)
         except BackendError as exc:
             raise CliError(str(exc)) from exc
         for label, arr in arrays.items():

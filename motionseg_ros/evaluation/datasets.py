@@ -12,6 +12,10 @@ Layouts (detected from the folder, or named explicitly):
   ``cars1_01.jpg``), else by the trailing frame number.
 - ``segtrackv2``: ``JPEGImages/<seq>/*`` and ``GroundTruth/<seq>/*.png`` (one object) or
   ``GroundTruth/<seq>/<k>/*.png`` (one folder per object), masks binary.
+- ``cdnet``: CDnet 2014 (change detection), ``input/in*.jpg`` and ``groundtruth/gt*.png`` in
+  the folder itself or in each ``<seq>/``; grey levels 255 = moving, 0 and 50 (hard shadow) =
+  static, 85 (outside the ROI) and 170 (unknown, object boundaries) = void. Frames outside
+  ``temporalROI.txt`` (when present) have no ground truth. All movers share label 1.
 
 Ground truth comes out as label images (0 = background, 1..K objects, the same object keeps its
 label through the sequence) plus an optional void mask, so MOS and per-object scoring share it.
@@ -28,7 +32,9 @@ import cv2
 import numpy as np
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff')
-LAYOUTS = ('davis2016', 'davis2017', 'fbms', 'segtrackv2')
+LAYOUTS = ('davis2016', 'davis2017', 'fbms', 'segtrackv2', 'cdnet')
+#: CDnet 2014 grey levels
+CDNET_MOVING, CDNET_VOID = 255, (85, 170)
 VOID_LABEL = 255
 
 
@@ -87,7 +93,7 @@ class SequenceData:
     name: str
     image_paths: List[Path]
     gt_paths: Dict[int, List[Path]]     # frame index -> mask file(s) (one per object folder)
-    kind: str                           # binary | indexed | colour | grey | objects
+    kind: str                           # binary | indexed | colour | grey | objects | cdnet
     fps: float = 30.0
     _codes: Optional[List] = field(default=None, repr=False)
 
@@ -151,6 +157,10 @@ class SequenceData:
                 raise DatasetError(f'{self.name}: no readable mask for frame {index}')
             return labels, None
         arr = _read_raw(paths[0])
+        if self.kind == 'cdnet':
+            grey = arr.max(axis=2) if arr.ndim == 3 else arr
+            void = np.isin(grey, CDNET_VOID)
+            return (grey == CDNET_MOVING).astype(np.uint8), (void if void.any() else None)
         if self.kind == 'binary':
             grey = arr.max(axis=2) if arr.ndim == 3 else arr
             return (grey > 127).astype(np.uint8), None
@@ -234,12 +244,14 @@ def detect_layout(root: Union[str, Path]) -> str:
         return 'davis2017' if kind == 'indexed' else 'davis2016'
     if (root / 'JPEGImages').is_dir() and (root / 'GroundTruth').is_dir():
         return 'segtrackv2'
+    if _is_cdnet(root) or any(_is_cdnet(p) for p in root.iterdir() if p.is_dir()):
+        return 'cdnet'
     if (root / 'GroundTruth').is_dir() or any(
             (p / 'GroundTruth').is_dir() for p in root.iterdir() if p.is_dir()):
         return 'fbms'
     raise DatasetError(f'{root}: unknown dataset layout (expected JPEGImages/ + Annotations/ '
-                       '(DAVIS), JPEGImages/ + GroundTruth/ (SegTrack v2) or '
-                       '<seq>/GroundTruth/ (FBMS-59))')
+                       '(DAVIS), JPEGImages/ + GroundTruth/ (SegTrack v2), '
+                       '<seq>/GroundTruth/ (FBMS-59) or input/ + groundtruth/ (CDnet))')
 
 
 def _load_davis(root: Path, layout: str) -> Dict[str, SequenceData]:
@@ -318,6 +330,42 @@ def _load_segtrack(root: Path) -> Dict[str, SequenceData]:
     return out
 
 
+def _is_cdnet(folder: Path) -> bool:
+    return (folder / 'input').is_dir() and (folder / 'groundtruth').is_dir()
+
+
+def _load_cdnet_sequence(seq: Path) -> Optional[SequenceData]:
+    images = _images(seq / 'input')
+    if not images:
+        return None
+    first, last = 0, None
+    roi = seq / 'temporalROI.txt'
+    if roi.is_file():   # the 1-based frame numbers whose ground truth is valid
+        try:
+            first, last = (int(v) for v in roi.read_text().split()[:2])
+        except ValueError as exc:
+            raise DatasetError(f'{roi}: expected two frame numbers') from exc
+    by_number = {_trailing_number(p.stem): p for p in _images(seq / 'groundtruth')}
+    gt_paths: Dict[int, List[Path]] = {}
+    for i, img in enumerate(images):
+        n = _trailing_number(img.stem)
+        if n is None or n not in by_number or n < first or (last is not None and n > last):
+            continue
+        gt_paths[i] = [by_number[n]]
+    return SequenceData(seq.name, images, gt_paths, 'cdnet', fps=30.0)
+
+
+def _load_cdnet(root: Path) -> Dict[str, SequenceData]:
+    seqs = [root] if _is_cdnet(root) else sorted(
+        p for p in root.iterdir() if p.is_dir() and _is_cdnet(p))
+    out = {}
+    for seq in seqs:
+        data = _load_cdnet_sequence(seq)
+        if data is not None:
+            out[seq.name] = data
+    return out
+
+
 def open_dataset(root: Union[str, Path], layout: Optional[str] = None) -> Dataset:
     """Load a dataset folder (layout detected unless given)."""
     root = Path(root)
@@ -328,6 +376,8 @@ def open_dataset(root: Union[str, Path], layout: Optional[str] = None) -> Datase
         seqs = _load_davis(root, layout)
     elif layout == 'fbms':
         seqs = _load_fbms(root)
+    elif layout == 'cdnet':
+        seqs = _load_cdnet(root)
     else:
         seqs = _load_segtrack(root)
     if not seqs:

@@ -45,6 +45,9 @@ DEFAULTS: Dict[str, Any] = {
         # decides on; the others are context); 'all': every track
         'loss_on': 'alive',
         'hard_negatives': False,     # generator 1.1 hard negatives in training windows
+        # fraction of training windows shorter than 16 frames (2-15, uniform), as the pipeline
+        # sees for the first 15 frames of every stream; null: the generator's own draw (1/4)
+        'short_windows': None,
     },
     'optim': {'lr': 3.0e-4, 'min_lr': 1.0e-5, 'weight_decay': 1.0e-4, 'warmup_steps': 200,
               'grad_clip': 1.0, 'max_pos_weight': 30.0},
@@ -166,7 +169,11 @@ def _subsample(sample: SyntheticWindow, rng: np.random.Generator, max_tracks: in
 def training_window(cfg: Mapping[str, Any], index: int) -> SyntheticWindow:
     """Training window ``index`` of the run (deterministic in seed and index)."""
     rng = np.random.default_rng([int(cfg['seed']), int(index)])
-    sample = generate_window(rng, SceneSpec(hard_negatives=bool(cfg['data']['hard_negatives'])))
+    spec = SceneSpec(hard_negatives=bool(cfg['data']['hard_negatives']))
+    short = cfg['data'].get('short_windows')
+    if short is not None:
+        spec.num_frames = int(rng.integers(2, 16)) if rng.random() < float(short) else 16
+    sample = generate_window(rng, spec)
     lo, hi = cfg['data']['max_tracks']
     sample = _subsample(sample, rng, int(rng.integers(int(lo), int(hi) + 1)))
     if sample.window.depth is not None and rng.random() < float(cfg['data']['depth_drop']):
