@@ -226,6 +226,8 @@ def test_shipped_weights_load_and_run(name):
     prob = clf.classify(_window(), None)
     assert prob.shape == (30,) and prob.dtype == np.float32
     assert np.all((prob >= 0) & (prob <= 1))
+    if name == 'motion_geo':   # the default's threshold: calibrated on real data, not DAVIS
+        assert clf.threshold == 0.8 and 'cdnet2014_highway' in clf.meta['threshold_source']
 
 
 def test_backend_adaptive_threshold_and_params(tmp_path):

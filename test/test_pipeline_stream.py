@@ -1,4 +1,4 @@
-"""StreamingPipeline with the weights-free default: odd input, resets, and a real sequence."""
+"""StreamingPipeline with the default config: odd input, resets, and a real sequence."""
 
 from pathlib import Path
 
