@@ -44,10 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from motionseg_ros.classifiers.moseg import resolve_weights
-    from motionseg_ros.cli.eval_classifier import evaluate_sequence
-    from motionseg_ros.config import ConfigError, load_config
-    from motionseg_ros.evaluation.datasets import DatasetError, open_dataset
-    from motionseg_ros.registry import BackendError
+    from motionseg_ros.cli.eval_classifier import score_sequences
     from motionseg_ros.training.train import best_f1_threshold, binary_metrics, roc_auc
     try:
         params: Dict[str, Any] = json.loads(args.params)
@@ -59,21 +56,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.resolve() == src.resolve():
         raise CliError('--output must differ from the input weights')
-    try:
-        cfg = load_config(args.config) if args.config else load_config()
-        sequences = open_dataset(args.dataset_root).select(args.sequences)
-    except (ConfigError, DatasetError) as exc:
-        raise CliError(str(exc)) from exc
-    if args.max_frames > 0:
-        sequences = [s.truncated(args.max_frames) for s in sequences]
     spec = {'name': 'moseg', 'params': {**params, 'weights': str(src)}}
-    window = int(cfg.get('pipeline', {}).get('window', 16))
-    probs, labels = [], []
-    for seq in sequences:
-        try:
-            arrays, _ = evaluate_sequence(seq, cfg['tracker'], window, [('moseg', spec)])
-        except BackendError as exc:
-            raise CliError(str(exc)) from exc
+    names, probs, labels = [], [], []
+    for name, arrays, _ in score_sequences(args.dataset_root, args.sequences, args.max_frames,
+                                           args.config, [('moseg', spec)]):
+        names.append(name)
         probs.append(arrays['moseg']['prob'])
         labels.append(arrays['moseg']['lab'] > 0.5)
     prob, lab = np.concatenate(probs), np.concatenate(labels)
@@ -82,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                        f'({lab.size} tracks); calibration needs movers and static tracks')
     threshold, f1 = best_f1_threshold(prob, lab)
     source = (f'best pooled F1 on {Path(args.dataset_root).name} '
-              f"({', '.join(s.name for s in sequences)}; {lab.size} tracks)")
+              f"({', '.join(names)}; {lab.size} tracks)")
     obj = torch.load(str(src), map_location='cpu', weights_only=True)
     if not isinstance(obj, dict) or 'model_state_dict' not in obj:
         raise CliError(f'{src}: not a checkpoint with a model_state_dict')

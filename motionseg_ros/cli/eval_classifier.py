@@ -15,7 +15,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -154,37 +154,47 @@ def _fmt(v: float) -> str:
     return '  nan' if not np.isfinite(v) else f'{v:.3f}'
 
 
-def run(args: argparse.Namespace) -> int:
-    """Evaluate every classifier on every sequence and print the tables."""
+def score_sequences(root: str, names: Optional[List[str]], max_frames: int,
+                    config: Optional[str], specs: List[Tuple[str, Dict[str, Any]]],
+                    every: int = 1
+                    ) -> Iterator[Tuple[str, Dict[str, Dict[str, np.ndarray]], Dict[str, float]]]:
+    """Yield (sequence name, arrays, timings) of :func:`evaluate_sequence` for each sequence.
+
+    ``root``: any dataset layout; ``names``: the sequences (None: all); ``config``: the pipeline
+    YAML whose tracker and window are used. Bad input raises ``CliError``.
+    """
     from motionseg_ros.config import ConfigError, load_config
     from motionseg_ros.evaluation.datasets import DatasetError, open_dataset
     from motionseg_ros.registry import BackendError
+    try:
+        sequences = open_dataset(root).select(names)
+        cfg = load_config(config) if config else load_config()
+    except (ConfigError, DatasetError) as exc:
+        raise CliError(str(exc)) from exc
+    if max_frames > 0:
+        sequences = [s.truncated(max_frames) for s in sequences]
+    window = int(cfg.get('pipeline', {}).get('window', 16))
+    for data in sequences:
+        try:
+            arrays, ms = evaluate_sequence(data, cfg['tracker'], window, specs, every)
+        except BackendError as exc:
+            raise CliError(str(exc)) from exc
+        yield data.name, arrays, ms
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate every classifier on every sequence and print the tables."""
     if args.every < 1:
         raise CliError('--every must be >= 1')
-    try:
-        dataset = open_dataset(args.davis_root)
-        sequences = dataset.select(args.sequences)
-    except DatasetError as exc:
-        raise CliError(str(exc)) from exc
-    if args.max_frames > 0:
-        sequences = [s.truncated(args.max_frames) for s in sequences]
-    seqs = [s.name for s in sequences]
-    try:
-        cfg = load_config(args.config) if args.config else load_config()
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
     specs = _load_classifier_specs(args.classifier_config)
-    window = int(cfg.get('pipeline', {}).get('window', 16))
     results: Dict[str, Dict[str, Any]] = {label: {} for label, _ in specs}
     all_arrays: Dict[str, Dict[str, List[np.ndarray]]] = {
         label: {'prob': [], 'dec': [], 'lab': []} for label, _ in specs}
     timing: Dict[str, List[float]] = {label: [] for label, _ in specs}
-    for data in sequences:
-        seq = data.name
-        try:
-            arrays, ms = evaluate_sequence(data, cfg['tracker'], window, specs, args.every)
-        except BackendError as exc:
-            raise CliError(str(exc)) from exc
+    seqs: List[str] = []
+    for seq, arrays, ms in score_sequences(args.davis_root, args.sequences, args.max_frames,
+                                           args.config, specs, args.every):
+        seqs.append(seq)
         for label, arr in arrays.items():
             results[label][seq] = score(arr['prob'], arr['dec'], arr['lab'] > 0.5)
             for k in ('prob', 'dec', 'lab'):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -157,13 +157,12 @@ class SequenceData:
                 raise DatasetError(f'{self.name}: no readable mask for frame {index}')
             return labels, None
         arr = _read_raw(paths[0])
-        if self.kind == 'cdnet':
+        if self.kind in ('binary', 'cdnet'):
             grey = arr.max(axis=2) if arr.ndim == 3 else arr
+            if self.kind == 'binary':
+                return (grey > 127).astype(np.uint8), None
             void = np.isin(grey, CDNET_VOID)
             return (grey == CDNET_MOVING).astype(np.uint8), (void if void.any() else None)
-        if self.kind == 'binary':
-            grey = arr.max(axis=2) if arr.ndim == 3 else arr
-            return (grey > 127).astype(np.uint8), None
         if self.kind == 'indexed':
             if arr.ndim == 3:
                 raise DatasetError(f'{paths[0]}: expected an indexed (palette) PNG')
@@ -300,15 +299,20 @@ def _load_fbms_sequence(seq: Path) -> Optional[SequenceData]:
     return SequenceData(seq.name, images, gt_paths, kind, fps=30.0)
 
 
-def _load_fbms(root: Path) -> Dict[str, SequenceData]:
+def _load_each(root: Path, is_sequence: Callable[[Path], bool],
+               load: Callable[[Path], Optional[SequenceData]]) -> Dict[str, SequenceData]:
+    """``root`` itself when it is a sequence, else each sub-folder: name -> loaded data."""
+    seqs = [root] if is_sequence(root) else sorted(p for p in root.iterdir() if p.is_dir())
     out = {}
-    seqs = [root] if (root / 'GroundTruth').is_dir() else sorted(
-        p for p in root.iterdir() if p.is_dir())
     for seq in seqs:
-        data = _load_fbms_sequence(seq)
+        data = load(seq)
         if data is not None:
             out[seq.name] = data
     return out
+
+
+def _load_fbms(root: Path) -> Dict[str, SequenceData]:
+    return _load_each(root, lambda p: (p / 'GroundTruth').is_dir(), _load_fbms_sequence)
 
 
 def _load_segtrack(root: Path) -> Dict[str, SequenceData]:
@@ -336,7 +340,7 @@ def _is_cdnet(folder: Path) -> bool:
 
 def _load_cdnet_sequence(seq: Path) -> Optional[SequenceData]:
     images = _images(seq / 'input')
-    if not images:
+    if not images or not _is_cdnet(seq):
         return None
     first, last = 0, None
     roi = seq / 'temporalROI.txt'
@@ -356,14 +360,7 @@ def _load_cdnet_sequence(seq: Path) -> Optional[SequenceData]:
 
 
 def _load_cdnet(root: Path) -> Dict[str, SequenceData]:
-    seqs = [root] if _is_cdnet(root) else sorted(
-        p for p in root.iterdir() if p.is_dir() and _is_cdnet(p))
-    out = {}
-    for seq in seqs:
-        data = _load_cdnet_sequence(seq)
-        if data is not None:
-            out[seq.name] = data
-    return out
+    return _load_each(root, _is_cdnet, _load_cdnet_sequence)
 
 
 def open_dataset(root: Union[str, Path], layout: Optional[str] = None) -> Dataset:
