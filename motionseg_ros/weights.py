@@ -1,8 +1,9 @@
 """Where model weights live, and one clear error when they are not there.
 
 Every learned backend names its weights in the config: a local folder (transformers
-``save_pretrained`` layout) or a file (``.pth``). A relative name is looked up under
-``$MOTIONSEG_WEIGHTS_DIR`` and then ``~/.cache/motionseg/weights``, the folder that
+``save_pretrained`` layout), a file (``.pth``), or ``builtin:NAME`` for the small weights
+shipped in ``motionseg_ros/weights/``. A relative name is looked up in the working directory,
+then under ``$MOTIONSEG_WEIGHTS_DIR`` and ``~/.cache/motionseg/weights``, the folder that
 ``motionseg fetch-weights`` fills on a connected machine. Nothing here downloads.
 """
 
@@ -17,6 +18,9 @@ from motionseg_ros.registry import BackendError
 PathLike = Union[str, os.PathLike]
 
 ENV_VAR = 'MOTIONSEG_WEIGHTS_DIR'
+#: the weights shipped with the package, named ``builtin:NAME`` (file NAME.pth)
+BUILTIN_DIR = Path(__file__).resolve().parent / 'weights'
+BUILTIN_PREFIX = 'builtin:'
 DEFAULT_DIR = Path('~/.cache/motionseg/weights')
 FETCH_HINT = 'motionseg fetch-weights --config gpu.yaml --dest {dest}'
 
@@ -40,17 +44,30 @@ def default_dest() -> Path:
     return weights_dirs()[0]
 
 
-def resolve_weights(name: Optional[PathLike], what: str, kind: str = 'any',
+def builtin_weights(name: str, what: str) -> Path:
+    """Return the shipped ``motionseg_ros/weights/NAME.pth`` or raise :class:`WeightsError`."""
+    path = BUILTIN_DIR / f'{name}.pth'
+    if not path.is_file():
+        shipped = sorted(p.stem for p in BUILTIN_DIR.glob('*.pth')) if BUILTIN_DIR.is_dir() \
+            else []
+        raise WeightsError(f'{what}: no built-in weights {name!r} ({path}); shipped: {shipped}')
+    return path
+
+
+def resolve_weights(name: Optional[PathLike], what: str = 'weights', kind: str = 'any',
                     hub_id: Optional[str] = None) -> Path:
     """Return the existing path for weights ``name`` or raise :class:`WeightsError`.
 
     ``kind`` is 'dir' (a transformers folder with ``config.json``), 'file' or 'any'. ``what``
     names the stage in the message (e.g. 'densifier sam2'); ``hub_id`` says what to fetch.
+    ``builtin:NAME`` names a file shipped with the package.
     """
     if name is None or str(name).strip() == '':
         raise WeightsError(f'{what}: no weights configured (set its "model"/"weights" param to a '
                            f'local folder or file; get them with '
                            f'`{FETCH_HINT.format(dest=default_dest())}`)')
+    if str(name).startswith(BUILTIN_PREFIX):
+        return builtin_weights(str(name)[len(BUILTIN_PREFIX):], what)
     raw = Path(str(name)).expanduser()
     if raw.is_absolute():
         candidates = [raw]

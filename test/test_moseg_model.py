@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from motionseg_ros.models.moseg import (
-    MANIFEST_PATH, MosegConfig, MosegModel, WeightsError, encode_inputs, frequency_encode,
-    load_checkpoint, reference_depth_sample, save_checkpoint)
+from motionseg_ros.models.checkpoint import MANIFEST_PATH, load_checkpoint, save_checkpoint
+from motionseg_ros.models.config import MosegConfig
+from motionseg_ros.models.encoding import encode_inputs, frequency_encode, reference_depth_sample
+from motionseg_ros.models.moseg import MosegModel
 from motionseg_ros.registry import BackendError, create
 from motionseg_ros.types import TrackWindow
+from motionseg_ros.weights import ENV_VAR, WeightsError
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -188,6 +190,28 @@ def test_missing_released_weights_say_where_to_get_them(tmp_path):
         create('classifier', 'moseg', {'weights': str(tmp_path / 'moseg.pth')})
 
 
+def test_relative_weights_resolve_under_the_weights_dir(tmp_path, monkeypatch):
+    """A relative ``weights`` name is looked up in $MOTIONSEG_WEIGHTS_DIR like other backends."""
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / 'store'))
+    monkeypatch.chdir(tmp_path)
+    model = small_model()
+    save_checkpoint(tmp_path / 'store' / 'moseg.pth', model)
+    clf = create('classifier', 'moseg', {'weights': 'moseg.pth', 'device': 'cpu'})
+    state = clf.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / 'elsewhere'))
+    with pytest.raises(WeightsError, match='elsewhere'):
+        create('classifier', 'moseg', {'weights': 'moseg.pth', 'device': 'cpu'})
+
+
+def test_one_definition_of_weights_helpers():
+    import motionseg_ros.classifiers.moseg as clf_mod
+    import motionseg_ros.models as models_pkg
+    import motionseg_ros.weights as weights_mod
+    assert clf_mod.resolve_weights is weights_mod.resolve_weights
+    assert models_pkg.WeightsError is weights_mod.WeightsError
+
+
 def test_mismatched_weights_fail_at_start_up(tmp_path):
     state = manifest_state_dict()
     state['decoder.output_layer.weight'] = torch.zeros(1, 64)
@@ -251,7 +275,7 @@ def test_backend_adaptive_threshold_and_params(tmp_path):
 
 
 def test_homography_residual_channels_single_out_the_mover():
-    from motionseg_ros.models.moseg import homography_residuals
+    from motionseg_ros.models.ego_residual import homography_residuals
     g = torch.Generator().manual_seed(1)
     n, t = 60, 6
     uv0 = torch.rand(n, 2, generator=g) * 1.6 - 0.8
@@ -283,7 +307,8 @@ def test_key_tracks_keep_equivariance_and_bound_the_attention():
     assert out.shape == (40,) and torch.isfinite(out).all()
     assert torch.allclose(out[perm], out_p, atol=1e-5)     # keys chosen by content
     assert (out - full).abs().max() > 1e-4                  # it attends to fewer tracks
-    from motionseg_ros.models.moseg import key_tracks, normalise_positions
+    from motionseg_ros.models.attention_layers import key_tracks
+    from motionseg_ros.models.encoding import normalise_positions
     keys = key_tracks(normalise_positions(xy, (120, 160)), vis, 8)
     assert keys.shape == (8,) and keys.unique().numel() == 8
     counts = vis.sum(dim=1)

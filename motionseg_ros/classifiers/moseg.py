@@ -10,7 +10,6 @@ probabilities can be smoothed over time per track id, like the geometric classif
 from __future__ import annotations
 
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -19,25 +18,10 @@ from motionseg_ros.classifiers.geometric import GeometricClassifier
 from motionseg_ros.registry import BackendError, register
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
+from motionseg_ros.weights import resolve_weights
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / 'weights'
 #: the paper's adaptive schedule (section 8): first threshold leaving >= 10 dynamic tracks
 ADAPTIVE_THRESHOLDS = (0.95, 0.93, 0.9, 0.85, 0.8, 0.75, 0.7)
-
-
-def resolve_weights(spec: str) -> Path:
-    """``builtin:NAME`` -> the shipped file; anything else is a path (``~`` expanded)."""
-    spec = str(spec)
-    if spec.startswith('builtin:'):
-        name = spec[len('builtin:'):]
-        path = WEIGHTS_DIR / f'{name}.pth'
-        if not path.is_file():
-            shipped = sorted(p.stem for p in WEIGHTS_DIR.glob('*.pth')) \
-                if WEIGHTS_DIR.is_dir() else []
-            raise BackendError(f'moseg: no built-in weights {name!r} ({path}); shipped: '
-                               f'{shipped}')
-        return path
-    return Path(spec).expanduser()
 
 
 def track_groups(ids: np.ndarray, group_size: int) -> list:
@@ -83,7 +67,7 @@ class MosegClassifier(Classifier):
             import torch
         except ImportError as exc:  # pragma: no cover - torch is a dependency of this backend
             raise BackendError('classifier moseg needs torch (pip install torch)') from exc
-        from motionseg_ros.models.moseg import WeightsError, load_checkpoint
+        from motionseg_ros.models.checkpoint import load_checkpoint
         self._torch = torch
         if device not in ('auto', 'cpu', 'cuda') and not str(device).startswith('cuda:'):
             raise BackendError(f'moseg: device must be auto, cpu or cuda, not {device!r}')
@@ -107,11 +91,9 @@ class MosegClassifier(Classifier):
         self.reference_quirks = bool(reference_quirks)
         self.smoothing = float(smoothing)
         self.min_dynamic = int(min_dynamic)
-        path = resolve_weights(self.weights)
-        try:
-            self.model, self.meta = load_checkpoint(path)
-        except WeightsError as exc:
-            raise BackendError(str(exc)) from exc
+        path = resolve_weights(self.weights, 'classifier moseg', kind='file',
+                               hub_id='Changearthmore/moseg moseg.pth')
+        self.model, self.meta = load_checkpoint(path)
         self.model.to(self.device).eval()
         self.cfg = self.model.cfg
         if threshold is None and isinstance(self.meta.get('threshold'), float):

@@ -1,4 +1,6 @@
 """Learned models used by stage backends (torch)."""
 
-from motionseg_ros.models.moseg import (  # noqa: F401
-    MosegConfig, MosegModel, WeightsError, load_checkpoint, save_checkpoint)
+from motionseg_ros.models.checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+from motionseg_ros.models.config import MosegConfig  # noqa: F401
+from motionseg_ros.models.moseg import MosegModel  # noqa: F401
+from motionseg_ros.weights import WeightsError  # noqa: F401
