@@ -50,7 +50,9 @@ class StreamingPipeline:
             if self.stages[required] is None:
                 raise registry.BackendError(f'the pipeline needs a {required} backend')
         self.ctx = StageContext()
-        self._depth_history = DepthHistory(self.window)
+        # whole depth maps only for a classifier that samples them (moseg reference_quirks)
+        self._depth_history = DepthHistory(self.window, keep_maps=bool(
+            getattr(self.stages['classifier'], 'needs_depth_maps', False)))
         self._feature_cache = (FeatureCache(self.stages['features'])
                                if self.stages['features'] is not None else None)
         self._size: Optional[Tuple[int, int]] = None
@@ -156,6 +158,8 @@ class StreamingPipeline:
         if window.depth is None:
             self._depth_history.add(frame.stamp_ns, window, frame.depth)
             window.depth = self._depth_history.window_depth(window)
+            if self._depth_history.keep_maps:
+                window.depth_maps = self._depth_history.window_maps(window)
         if self._feature_cache is not None and window.num_tracks and window.features is None:
             window.features = timed('features', self._feature_cache.features, frame, window,
                                     self.ctx)

@@ -1,9 +1,11 @@
 """Per-track depth and semantic features, kept across frames for the classifier.
 
 Depth is sampled at each track's position in every frame that has a depth map, so the window
-carries (N, T) depth even though depth maps are not kept. Semantic features are extracted once
-per track, at the first frame it is seen (the paper samples DINO at the query frame), and cached
-by track id. Both stores are bounded by the window: nothing grows with stream length.
+carries (N, T) depth even though depth maps are not kept (unless asked for: the classifier's
+``reference_quirks`` samples whole maps, as the reference code did). Semantic features are
+extracted once per track, at the first frame it is seen (the paper samples DINO at the query
+frame), and cached by track id. Both stores are bounded by the window: nothing grows with
+stream length.
 """
 
 from __future__ import annotations
@@ -37,18 +39,23 @@ def sample_map(values: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 class DepthHistory:
-    """Depth at track positions for the last ``window`` frames."""
+    """Depth at track positions (and, if asked, whole maps) for the last ``window`` frames."""
 
-    def __init__(self, window: int) -> None:
-        """Keep at most ``window`` frames of samples."""
+    def __init__(self, window: int, keep_maps: bool = False) -> None:
+        """Keep at most ``window`` frames of samples; ``keep_maps``: also the maps themselves."""
         self._frames: Deque[Tuple[int, np.ndarray, np.ndarray]] = deque(maxlen=window)
+        self.keep_maps = bool(keep_maps)
+        self._maps: Deque[Tuple[int, np.ndarray]] = deque(maxlen=window)
 
     def reset(self) -> None:
         """Forget everything."""
         self._frames.clear()
+        self._maps.clear()
 
     def add(self, stamp_ns: int, window: TrackWindow, depth: Optional[np.ndarray]) -> None:
-        """Sample ``depth`` at the newest positions of the tracks visible now."""
+        """Sample ``depth`` at the newest positions of the tracks visible now (keep the map)."""
+        if depth is not None and self.keep_maps:
+            self._maps.append((int(stamp_ns), np.asarray(depth, np.float32)))
         if depth is None or window.num_tracks == 0 or window.num_frames == 0:
             return
         alive = window.visible[:, -1]
@@ -72,6 +79,15 @@ class DepthHistory:
             hit = ids[pos] == window.ids
             out[hit, t] = vals[pos[hit]]
         return out
+
+
+    def window_maps(self, window: TrackWindow) -> Optional[np.ndarray]:
+        """Return the (T, H, W) depth maps of the window's frames, None unless all are kept."""
+        by_stamp = dict(self._maps)
+        stamps = [int(s) for s in window.stamps_ns.tolist()]
+        if not stamps or any(s not in by_stamp for s in stamps):
+            return None
+        return np.stack([by_stamp[s] for s in stamps])
 
 
 class FeatureCache:

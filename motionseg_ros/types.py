@@ -59,6 +59,10 @@ class TrackWindow:
 
     A track may start after the window's first frame or end before its last; ``visible`` is
     False wherever a track has no valid position. ``ids`` are persistent across windows.
+    ``visibility`` is the tracker's continuous visibility probability where it has one (the
+    paper's classifier reads it as an input channel; None = ``visible`` as 0/1).
+    ``depth_maps`` holds the whole depth map of every frame, only when a stage asked for them
+    (the classifier's ``reference_quirks`` samples maps the way the reference code did).
     """
 
     ids: np.ndarray                 # (N,) int64
@@ -69,6 +73,8 @@ class TrackWindow:
     image_size: Tuple[int, int]     # (height, width)
     depth: Optional[np.ndarray] = None     # (N, T) float32, NaN where unknown
     features: Optional[np.ndarray] = None  # (N, D) float32 semantic features
+    visibility: Optional[np.ndarray] = None  # (N, T) float32 in [0, 1], None = visible
+    depth_maps: Optional[np.ndarray] = None  # (T, H, W) float32 depth, NaN where unknown
 
     @property
     def num_tracks(self) -> int:
@@ -93,7 +99,9 @@ class TrackWindow:
             confidence=self.confidence[keep], stamps_ns=self.stamps_ns,
             image_size=self.image_size,
             depth=None if self.depth is None else self.depth[keep],
-            features=None if self.features is None else self.features[keep])
+            features=None if self.features is None else self.features[keep],
+            visibility=None if self.visibility is None else self.visibility[keep],
+            depth_maps=self.depth_maps)
 
     @staticmethod
     def empty(image_size: Tuple[int, int], stamps_ns: Optional[np.ndarray] = None

@@ -370,3 +370,146 @@ def test_vectorised_frequency_encoding_equals_the_band_loop():
         bands += [torch.sin(x * 2.0 ** k), torch.cos(x * 2.0 ** k)]
     assert torch.equal(frequency_encode(x, 10), torch.cat(bands, dim=-1))
     assert torch.equal(frequency_encode(x, 0), x)
+
+
+# ---------------------------------------------------------------- parity with the reference input
+def _backend(tmp_path, quirks, **model_kw):
+    save_checkpoint(tmp_path / 'm.pth', small_model(**model_kw))
+    return create('classifier', 'moseg', {'weights': str(tmp_path / 'm.pth'), 'device': 'cpu',
+                                          'reference_quirks': quirks})
+
+
+@pytest.mark.parametrize('quirks', [False, True])
+def test_off_image_positions_are_clamped_like_the_reference(quirks):
+    from motionseg_ros.models.encoding import normalise_positions
+    uv = normalise_positions(torch.tensor([[-30.0, 500.0], [170.0, -2.0], [80.0, 60.0]]),
+                             (120, 160))
+    assert torch.equal(uv, torch.tensor([[-1.0, 1.0], [1.0, -1.0], [0.0, 0.0]]))
+    model = small_model(use_depth=True)
+    xy, vis, conf = random_tracks(12, 6, seed=3)
+    off = xy.clone()
+    off[0, 2] = torch.tensor([-40.0, 300.0])                 # CoTracker3 predicts such points
+    off[5, 4] = torch.tensor([400.0, -15.0])
+    border = torch.minimum(torch.clamp(off, min=0.0), torch.tensor([160.0, 120.0]))
+    depth = torch.rand(12, 6) + 1
+    maps = torch.rand(6, 120, 160) + 0.5
+    with torch.no_grad():
+        a, _ = model.prepare(off, vis, conf, (120, 160), depth, quirks, maps)
+        b, _ = model.prepare(border, vis, conf, (120, 160), depth, quirks, maps)
+    assert torch.equal(a, b)
+
+
+def test_continuous_visibility_feeds_the_visibility_channel(tmp_path):
+    clf = _backend(tmp_path, quirks=True)
+    win = _window(n=20, t=6, seed=2)
+    win.depth = None
+    channel = clf.cfg.in_channels - 2                        # visibility, then confidence
+    args = clf.model_arguments(win, slice(None))
+    inputs, _ = clf.model.prepare(**{k: v for k, v in args.items() if k != 'features'})
+    assert torch.equal(inputs[..., channel], torch.from_numpy(win.visible).float())
+    rng = np.random.default_rng(0)
+    win.visibility = np.where(win.visible, rng.uniform(0.5, 1, win.visible.shape),
+                              rng.uniform(0, 0.5, win.visible.shape)).astype(np.float32)
+    args = clf.model_arguments(win, slice(None))
+    inputs, invisible = clf.model.prepare(**{k: v for k, v in args.items() if k != 'features'})
+    assert torch.equal(inputs[..., channel], torch.from_numpy(win.visibility))
+    assert torch.equal(invisible, torch.from_numpy(~win.visible))   # the mask stays binary
+    binary = clf.classify(win.subset(np.arange(20)), None)
+    win.visibility = None
+    assert np.abs(binary - clf.classify(win, None)).max() > 1e-4
+    assert _window(n=5).subset(np.array([1, 3])).visibility is None
+
+
+@pytest.mark.parametrize('quirks', [False, True])
+def test_tracks_never_visible_stay_out_of_the_model(tmp_path, quirks):
+    clf = _backend(tmp_path, quirks=quirks)
+    win = _window(n=20, t=6, seed=1)
+    base = clf.classify(win, None)
+    ghost = _window(n=21, t=6, seed=1)
+    ghost.xy[:20], ghost.visible[:20] = win.xy, win.visible
+    ghost.confidence[:20], ghost.depth[:20] = win.confidence, win.depth
+    ghost.visible[20] = False                                # never visible in the window
+    prob = clf.classify(ghost, None)
+    assert prob[20] == 0.0                                   # no evidence of motion: static
+    assert np.allclose(prob[:20], base, atol=1e-6)           # the others see the same input
+
+
+def test_reference_mode_forces_a_visible_track_in_empty_frames():
+    model = small_model()
+    xy, vis, conf = random_tracks(10, 6, seed=7)
+    vis[:, 2] = False                                        # nobody visible in frame 2
+    conf[:, 2] = torch.linspace(0.1, 0.5, 10)
+    conf[7, 2] = 0.9
+    with torch.no_grad():
+        inputs, invisible = model.prepare(xy, vis, conf, (120, 160), reference_quirks=True)
+        _, plain = model.prepare(xy, vis, conf, (120, 160))
+    assert torch.nonzero(~invisible[:, 2]).flatten().tolist() == [7]   # the most confident
+    assert plain[:, 2].all()                                 # corrected mode: still masked
+    assert torch.equal(invisible[:, [0, 1, 3, 4, 5]], ~vis[:, [0, 1, 3, 4, 5]])
+    assert inputs[7, 2, -2] == 0.0                           # its visibility value stays 0
+    assert inputs[7, 1, 42:44].abs().sum() > 0               # displacement into frame 2 kept
+
+
+def test_reference_mode_reads_depth_maps_at_every_classifier_stride(davis_root):
+    """With ``pipeline.stride`` 3 the classifier still samples the map of every window frame."""
+    import cv2
+
+    from motionseg_ros.config import load_config
+    from motionseg_ros.pipeline import StreamingPipeline
+    from motionseg_ros.types import Frame
+    cfg = load_config(overrides=[
+        'pipeline.window=6', 'pipeline.stride=3', 'classifier.params.weights=builtin:motion_depth',
+        'classifier.params.reference_quirks=true', 'classifier.params.threads=1',
+        'classifier.params.geometric=null', 'tracker.params.max_tracks=150'])
+    pipe = StreamingPipeline(cfg)
+    files = sorted((davis_root / 'JPEGImages' / '480p' / 'car-roundabout').glob('*.jpg'))[:10]
+    depth_of = {}
+    checked = 0
+    for i, path in enumerate(files):
+        image = cv2.resize(cv2.imread(str(path)), (214, 120))
+        yy, xx = np.mgrid[0:120, 0:214]
+        depth = (3.0 + np.sin(xx / 17.0 + i) + 0.01 * yy).astype(np.float32)
+        depth_of[i * 10 ** 8] = depth
+        res = pipe.process(Frame(image=image, stamp_ns=i * 10 ** 8, index=i, depth=depth))
+        win = res.tracks
+        if not res.classified or win.num_tracks == 0 or win.num_frames < 4:
+            continue
+        clf = pipe.stages['classifier']
+        maps = np.stack([1.0 / depth_of[int(s)] for s in win.stamps_ns]).astype(np.float32)
+        with torch.no_grad():
+            logits = clf.model.classify(
+                torch.from_numpy(win.xy), torch.from_numpy(win.visible),
+                torch.from_numpy(win.confidence), win.image_size, torch.from_numpy(win.depth),
+                reference_quirks=True, depth_maps=torch.from_numpy(maps))
+        assert np.allclose(res.dynamic_probability, torch.sigmoid(logits).numpy(), atol=1e-6)
+        checked += 1
+    pipe.close()
+    assert checked >= 2                                      # frames 3, 6 and 9
+
+
+@pytest.mark.slow
+def test_cotracker3_fills_continuous_visibility(tmp_path):
+    """CoTracker3 hands the classifier its visibility probability, KLT stays 0/1 (None)."""
+    pytest.importorskip('cotracker')
+    from cotracker.models.build_cotracker import build_cotracker
+
+    from motionseg_ros.stages import StageContext
+    from motionseg_ros.types import Frame
+    torch.manual_seed(0)
+    state = build_cotracker(None, offline=False, window_len=16).state_dict()
+    state['updateformer.vis_conf_head.bias'].fill_(2.0)      # mostly visible, as trained
+    state['updateformer.vis_conf_head.weight'].mul_(0.01)
+    torch.save(state, str(tmp_path / 'scaled_online.pth'))
+    tr = create('tracker', 'cotracker3', {
+        'checkpoint': str(tmp_path / 'scaled_online.pth'), 'device': 'cpu', 'window': 8,
+        'grid_spacing': 20, 'session_steps': 1, 'model_resolution': [64, 96]})
+    for g in range(17):
+        img = np.full((60, 80, 3), 80, np.uint8)
+        img[20:40, 10 + g:30 + g] = 200
+        win = tr.update(Frame(image=img, stamp_ns=g * 1000, index=g), StageContext())
+    assert win.num_tracks and win.visibility.shape == win.visible.shape
+    measured = win.visibility[:, -2]                         # frame 15: a measured step
+    assert np.all((measured > 0) & (measured < 1))           # a probability, not 0/1
+    assert win.visible[:, -2].all()                          # while the mask says visible
+    klt = create('tracker', 'klt', {'window': 8})
+    assert klt.update(Frame(image=img, stamp_ns=0), StageContext()).visibility is None

@@ -55,6 +55,21 @@ def test_depth_history_none_without_depth():
     assert hist.window_depth(_window([1], [[1, 1]], [1])) is None
 
 
+def test_depth_history_keeps_whole_maps_only_when_asked():
+    plain, maps = DepthHistory(window=2), DepthHistory(window=2, keep_maps=True)
+    empty = TrackWindow.empty((10, 20), np.array([100]))
+    for s in (100, 200, 300):                            # kept even for a frame without tracks
+        depth = np.full((10, 20), s, np.float32)
+        for hist in (plain, maps):
+            hist.add(s, empty if s == 100 else _window([1], [[1, 1]], [s]), depth)
+    assert plain.window_maps(_window([1], [[1, 1]], [200, 300])) is None
+    got = maps.window_maps(_window([1], [[1, 1]], [200, 300]))
+    assert got.shape == (2, 10, 20) and got[0, 0, 0] == 200 and got[1, 0, 0] == 300
+    assert maps.window_maps(_window([1], [[1, 1]], [100, 200, 300])) is None  # 100 dropped
+    maps.reset()
+    assert maps.window_maps(_window([1], [[1, 1]], [300])) is None
+
+
 class _PositionFeatures(FeatureExtractor):
     """Real extractor computing features from the image at each position (not a mock)."""
 

@@ -162,8 +162,13 @@ class MosegClassifier(Classifier):
                 raise ValueError(f'moseg: features have shape {feats.shape}, the weights need '
                                  f'{(n, self.cfg.feature_dim)}')
 
+    @property
+    def needs_depth_maps(self) -> bool:
+        """Tell the pipeline to hand over whole depth maps (``reference_quirks`` samples them)."""
+        return bool(self.cfg.use_depth and self.reference_quirks)
+
     def _remember_depth(self, ctx: Optional[StageContext], stamps: Sequence[int]) -> None:
-        """Keep the depth maps of recent frames (the reference sampled whole maps)."""
+        """Keep the depth maps of recent frames seen in ``ctx`` (callers without a pipeline)."""
         if ctx is None:
             return
         for frame in ctx.history:
@@ -174,46 +179,79 @@ class MosegClassifier(Classifier):
             if stamp not in keep and len(self._depth_maps) > len(keep):
                 del self._depth_maps[stamp]
 
+    def window_disparity_maps(self, window: TrackWindow, ctx: Optional[StageContext] = None
+                              ) -> Optional[np.ndarray]:
+        """Return (T, H, W) disparity (1 / depth, 0 unknown) for ``reference_quirks``, or None.
+
+        From ``window.depth_maps`` (the pipeline keeps them when :attr:`needs_depth_maps`),
+        else from the frames this classifier saw in ``ctx``; None (with a warning) when a frame
+        of the window has no map: the model then reads the per-track depth instead.
+        """
+        if not self.needs_depth_maps:
+            return None
+        depth = window.depth_maps
+        if depth is None:
+            self._remember_depth(ctx, window.stamps_ns)
+            stamps = [int(s) for s in window.stamps_ns]
+            if stamps and all(s in self._depth_maps for s in stamps):
+                depth = np.stack([self._depth_maps[s] for s in stamps])
+        if depth is None:
+            if ctx is not None and window.depth is not None:
+                ctx.scratch.setdefault('warnings', []).append(
+                    'moseg: reference_quirks without a depth map for every frame of the window: '
+                    'depth read from the per-track samples instead')
+            return None
+        with np.errstate(divide='ignore', invalid='ignore'):
+            maps = 1.0 / np.asarray(depth, np.float32)
+        maps[~np.isfinite(maps)] = 0.0
+        return maps.astype(np.float32)
+
+    def model_arguments(self, window: TrackWindow, idx: Any,
+                        maps: Optional[np.ndarray] = None,
+                        evidence: Optional[np.ndarray] = None) -> Dict[str, Any]:
+        """Keyword arguments of ``self.model.classify`` for the tracks ``idx`` of ``window``."""
+        torch, dev = self._torch, self.device
+
+        def tensor(values: Optional[np.ndarray], dtype) -> Any:
+            return None if values is None else torch.from_numpy(
+                np.ascontiguousarray(np.asarray(values)[idx], dtype)).to(dev)
+
+        return dict(
+            xy=tensor(window.xy, np.float32), visible=tensor(window.visible, bool),
+            confidence=tensor(window.confidence, np.float32), image_size=window.image_size,
+            depth=tensor(window.depth if self.cfg.use_depth else None, np.float32),
+            features=tensor(window.features if self.cfg.feature_dim else None, np.float32),
+            reference_quirks=self.reference_quirks,
+            depth_maps=None if maps is None else torch.from_numpy(maps).to(dev),
+            evidence=tensor(evidence, np.float32),
+            visibility=tensor(window.visibility, np.float32))
+
     def classify(self, window: TrackWindow, ctx: Optional[StageContext] = None) -> np.ndarray:
-        """Return (N,) probabilities that each track moves in the world."""
+        """Return (N,) probabilities that each track moves in the world.
+
+        Tracks never visible in the window stay out of the model input, as in the reference
+        (they would otherwise take part in the attention over tracks), and get probability 0:
+        the window holds no evidence that they move.
+        """
         torch = self._torch
         self._check(window)
         n = window.num_tracks
         if n == 0 or window.num_frames == 0:
             return np.zeros(n, np.float32)
-        depth = window.depth if self.cfg.use_depth else None
-        depth_maps = None
-        if self.cfg.use_depth and self.reference_quirks:
-            self._remember_depth(ctx, window.stamps_ns)
-            stamps = [int(s) for s in window.stamps_ns]
-            if all(s in self._depth_maps for s in stamps):
-                with np.errstate(divide='ignore'):
-                    maps = np.stack([1.0 / self._depth_maps[s] for s in stamps])
-                maps[~np.isfinite(maps)] = 0.0
-                depth_maps = torch.from_numpy(maps.astype(np.float32)).to(self.device)
-        dev = self.device
+        maps = self.window_disparity_maps(window, ctx)
         evidence = None if self._geometric is None else self._geometric.evidence(
             window, ctx if ctx is not None else StageContext(), self.cfg.geo_epipolar)
-
-        def tensor(values: Optional[np.ndarray], idx: Any, dtype) -> Any:
-            return None if values is None else torch.from_numpy(
-                np.ascontiguousarray(np.asarray(values)[idx], dtype)).to(dev)
-
-        groups = track_groups(np.asarray(window.ids), self.group_size)
-        if len(groups) == 1:
+        seen = np.flatnonzero(np.asarray(window.visible).any(axis=1))
+        groups = [seen[g] for g in track_groups(np.asarray(window.ids)[seen], self.group_size)]
+        if seen.size == n and len(groups) == 1:
             groups = [slice(None)]   # one group: views of the window, no per-frame copies
         prob = np.zeros(n, np.float32)
         with torch.no_grad():
             for idx in groups:
-                logits = self.model.classify(
-                    tensor(window.xy, idx, np.float32), tensor(window.visible, idx, bool),
-                    tensor(window.confidence, idx, np.float32), window.image_size,
-                    tensor(depth, idx, np.float32),
-                    tensor(window.features if self.cfg.feature_dim else None, idx, np.float32),
-                    reference_quirks=self.reference_quirks, depth_maps=depth_maps,
-                    evidence=tensor(evidence, idx, np.float32))
+                if isinstance(idx, np.ndarray) and idx.size == 0:
+                    continue
+                logits = self.model.classify(**self.model_arguments(window, idx, maps, evidence))
                 prob[idx] = torch.sigmoid(logits).float().cpu().numpy()
-        prob[~np.asarray(window.visible).any(axis=1)] = 0.0
         if self.smoothing > 0:
             prev = np.array([self._prev.get(int(i), np.nan) for i in window.ids], np.float32)
             seen = np.isfinite(prev)

@@ -28,10 +28,30 @@ def frequency_encode(x: Tensor, n_freqs: int) -> Tensor:
 
 
 def normalise_positions(xy: Tensor, image_size: Tuple[int, int]) -> Tensor:
-    """Pixels (x, y) -> [-1, 1] the way the reference does (x / W * 2 - 1)."""
+    """Pixels (x, y) -> [-1, 1] the way the reference does (x / W * 2 - 1, then clamped).
+
+    Off-image positions (trackers such as CoTracker3 predict them) are clamped to the border,
+    as the reference's ``normalize_point_traj_torch`` does: the model never saw anything else.
+    """
     h, w = image_size
     scale = torch.tensor([float(w), float(h)], dtype=xy.dtype, device=xy.device)
-    return xy / scale * 2.0 - 1.0
+    return torch.clamp(xy / scale * 2.0 - 1.0, -1.0, 1.0)
+
+
+def force_visible_frames(visible: Tensor, confidence: Tensor) -> Tensor:
+    """Mark the most confident track visible in every frame where no track is visible.
+
+    The reference's inference does this (after dropping the tracks never visible), so that no
+    frame's attention across tracks is empty; ties go to the first track, as ``torch.max``.
+    """
+    empty = ~visible.any(dim=0)
+    if visible.shape[0] == 0 or not bool(empty.any()):
+        return visible
+    frames = torch.nonzero(empty).flatten()
+    best = torch.max(confidence[:, frames], dim=0).indices
+    out = visible.clone()
+    out[best, frames] = True
+    return out
 
 
 def forward_difference(values: Tensor, valid: Tensor) -> Tensor:
@@ -142,6 +162,7 @@ def encode_inputs(cfg: MosegConfig, uv: Tensor, visible: Tensor, confidence: Ten
         conf = confidence.to(dtype)
         if not reference_quirks:
             conf = conf * visible.to(dtype)
+            vis_value = vis_value * visible.to(dtype)
         parts += [vis_value.unsqueeze(-1), conf.unsqueeze(-1)]
     return torch.cat(parts, dim=-1)
 

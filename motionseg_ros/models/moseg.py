@@ -34,8 +34,8 @@ from motionseg_ros.models.checkpoint import (  # noqa: F401 - re-exported for ca
 from motionseg_ros.models.config import MosegConfig
 from motionseg_ros.models.ego_residual import homography_residuals
 from motionseg_ros.models.encoding import (
-    encode_inputs, normalise_positions, normalise_window_depth, reference_depth_maps,
-    reference_depth_sample)
+    encode_inputs, force_visible_frames, normalise_positions, normalise_window_depth,
+    reference_depth_maps, reference_depth_sample)
 
 
 class MotionEncoder(nn.Module):
@@ -136,24 +136,34 @@ class MosegModel(nn.Module):
     def classify(self, xy: Tensor, visible: Tensor, confidence: Tensor,
                  image_size: Tuple[int, int], depth: Optional[Tensor] = None,
                  features: Optional[Tensor] = None, reference_quirks: bool = False,
-                 depth_maps: Optional[Tensor] = None, evidence: Optional[Tensor] = None
-                 ) -> Tensor:
+                 depth_maps: Optional[Tensor] = None, evidence: Optional[Tensor] = None,
+                 visibility: Optional[Tensor] = None) -> Tensor:
         """Pixels in, (N,) logits out: the whole input path for one window.
 
         ``depth`` (N, T) metric or relative depth (NaN unknown); ``depth_maps`` (T, H, W)
         disparity maps are used instead in reference mode when given; ``evidence`` (N, T, 2)
-        (or 3 with ``geo_epipolar``) the geometric channels of a ``geo_evidence`` model.
+        (or 3 with ``geo_epipolar``) the geometric channels of a ``geo_evidence`` model;
+        ``visibility`` (N, T) the tracker's continuous visibility (None: ``visible`` as 0/1).
         """
         inputs, invisible = self.prepare(xy, visible, confidence, image_size, depth,
-                                         reference_quirks, depth_maps, evidence)
+                                         reference_quirks, depth_maps, evidence, visibility)
         return self(inputs, invisible, features, reference_quirks)
 
     def prepare(self, xy: Tensor, visible: Tensor, confidence: Tensor,
                 image_size: Tuple[int, int], depth: Optional[Tensor] = None,
                 reference_quirks: bool = False, depth_maps: Optional[Tensor] = None,
-                evidence: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
-        """Return the encoded inputs (N, T, C) and the invisible mask (N, T)."""
+                evidence: Optional[Tensor] = None, visibility: Optional[Tensor] = None
+                ) -> Tuple[Tensor, Tensor]:
+        """Return the encoded inputs (N, T, C) and the invisible mask (N, T).
+
+        In reference mode a frame where no track is visible gets its most confident track
+        marked visible (:func:`force_visible_frames`), as the reference's inference did; the
+        visibility channel keeps the tracker's value.
+        """
         visible = visible.bool()
+        vis_value = visible.float() if visibility is None else visibility.float()
+        if reference_quirks:
+            visible = force_visible_frames(visible, confidence)
         uv = normalise_positions(xy.float(), image_size)
         disparity = valid = None
         if self.cfg.use_depth and reference_quirks and depth_maps is not None:
@@ -163,7 +173,7 @@ class MosegModel(nn.Module):
         elif self.cfg.use_depth and depth is not None:
             disparity, valid = normalise_window_depth(depth.float(), visible)
         inputs = encode_inputs(self.cfg, uv, visible, confidence.float(), disparity, valid,
-                               reference_quirks=reference_quirks)
+                               visibility_value=vis_value, reference_quirks=reference_quirks)
         if self.cfg.ego_residual:
             inputs = torch.cat([inputs, homography_residuals(uv, visible, image_size)], dim=-1)
         if self.cfg.geo_evidence:

@@ -11,7 +11,10 @@ frames every 8 (window 16, step 8) and needs its queries fixed when a session st
 * frames between two steps get constant-velocity extrapolated positions with confidence
   capped at ``extrapolated_confidence``; the next step overwrites them with measurements;
 * the first positions arrive after 16 frames (the model's window); before that the window
-  holds no tracks.
+  holds no tracks;
+* the window's ``visibility`` carries the model's continuous visibility probability (the
+  paper's classifier reads it as an input channel); ``visible`` is the predictor's own
+  decision (visibility x confidence > 0.6).
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class CoTracker3Tracker(Tracker):
         except Exception as exc:  # noqa: BLE001 - a corrupt/mismatched file, reported clearly
             raise BackendError(f'tracker cotracker3: cannot load {ckpt}: {exc}') from exc
         self.predictor = self.predictor.to(self.device).eval()
+        # the predictor returns only thresholded visibility: keep the model's probability
+        self._raw_visibility = None
+        self.predictor.model.register_forward_hook(self._keep_visibility)
         if model_resolution is not None:
             res = tuple(int(v) for v in model_resolution)
             if len(res) != 2 or min(res) < 16 or res[0] % 8 or res[1] % 8:
@@ -89,6 +95,7 @@ class CoTracker3Tracker(Tracker):
         self._xy = np.zeros((0, 0, 2), np.float32)       # (N, cols, 2), newest last
         self._vis = np.zeros((0, 0), bool)
         self._conf = np.zeros((0, 0), np.float32)
+        self._visp = np.zeros((0, 0), np.float32)        # visibility probability
         self._origin: Optional[int] = None                # global index of session frame 0
         self._session_ids = np.zeros(0, np.int64)
         self._query_frames = np.zeros(0, np.int64)
@@ -96,6 +103,11 @@ class CoTracker3Tracker(Tracker):
         self._size = None
 
     # ------------------------------------------------------------------ helpers
+    def _keep_visibility(self, module, inputs, output) -> None:
+        """Forward hook on the CoTracker3 model: remember its visibility probability."""
+        self._raw_visibility = output[1] if isinstance(output, tuple) and len(output) > 1 \
+            else None
+
     def _grid(self, h: int, w: int, avoid: np.ndarray) -> np.ndarray:
         """Grid points (M, 2) not within half a spacing of the points in ``avoid``."""
         s = self.grid_spacing
@@ -128,6 +140,8 @@ class CoTracker3Tracker(Tracker):
             self._vis = np.concatenate([self._vis, np.zeros((new_ids.shape[0], cols), bool)])
             self._conf = np.concatenate([self._conf, np.zeros((new_ids.shape[0], cols),
                                                               np.float32)])
+            self._visp = np.concatenate([self._visp, np.zeros((new_ids.shape[0], cols),
+                                                              np.float32)])
         self._session_ids = np.concatenate([keep_ids, new_ids])
         xy = np.concatenate([keep_xy, new_xy]).astype(np.float32)
         self._query_frames = np.full(xy.shape[0], query_frame, np.int64)
@@ -147,6 +161,8 @@ class CoTracker3Tracker(Tracker):
             tracks, vis = self.predictor(video)
         tracks = tracks[0].float().cpu().numpy()          # (T_session, Nq, 2)
         vis = vis[0].cpu().numpy().astype(bool)           # (T_session, Nq)
+        raw = self._raw_visibility
+        prob = vis.astype(np.float32) if raw is None else raw[0].float().cpu().numpy()
         row_of = {int(t): i for i, t in enumerate(self._ids)}
         rows = np.array([row_of.get(int(t), -1) for t in self._session_ids], np.int64)
         cols = self._xy.shape[1]
@@ -161,6 +177,7 @@ class CoTracker3Tracker(Tracker):
             self._xy[r, c] = tracks[s, ok]
             self._vis[r, c] = vis[s, ok]
             self._conf[r, c] = vis[s, ok].astype(np.float32)
+            self._visp[r, c] = prob[s, ok]
         self._steps_done += 1
 
     # ------------------------------------------------------------------ stage API
@@ -206,22 +223,27 @@ class CoTracker3Tracker(Tracker):
             new_xy = np.where(both[:, None], 2 * last - prev, last)
             new_vis = self._vis[:, -1].copy()
             new_conf = np.minimum(self._conf[:, -1], self.extrapolated_confidence)
+            new_visp = self._visp[:, -1].copy()
         else:
             new_xy = np.zeros((n, 2), np.float32)
             new_vis = np.zeros(n, bool)
             new_conf = np.zeros(n, np.float32)
+            new_visp = np.zeros(n, np.float32)
         self._xy = np.concatenate([self._xy, new_xy[:, None].astype(np.float32)], 1)
         self._vis = np.concatenate([self._vis, new_vis[:, None]], 1)
         self._conf = np.concatenate([self._conf, new_conf[:, None].astype(np.float32)], 1)
+        self._visp = np.concatenate([self._visp, new_visp[:, None].astype(np.float32)], 1)
         if self._xy.shape[1] > self.window:
             self._xy = self._xy[:, -self.window:]
             self._vis = self._vis[:, -self.window:]
             self._conf = self._conf[:, -self.window:]
+            self._visp = self._visp[:, -self.window:]
         # forget tracks neither visible in the window nor part of the running session
         live = self._vis.any(axis=1) | np.isin(self._ids, self._session_ids)
         if not live.all():
             self._ids, self._xy = self._ids[live], self._xy[live]
             self._vis, self._conf = self._vis[live], self._conf[live]
+            self._visp = self._visp[live]
 
     def _window(self) -> TrackWindow:
         """Return the current TrackWindow (tracks visible at least once in it)."""
@@ -231,4 +253,4 @@ class CoTracker3Tracker(Tracker):
         return TrackWindow(ids=self._ids[seen].copy(), xy=self._xy[seen].copy(),
                            visible=self._vis[seen].copy(),
                            confidence=self._conf[seen].copy(), stamps_ns=stamps,
-                           image_size=self._size)
+                           image_size=self._size, visibility=self._visp[seen].copy())
