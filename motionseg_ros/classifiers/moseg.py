@@ -148,9 +148,11 @@ class MosegClassifier(Classifier):
             raise ValueError(f'moseg: inconsistent window shapes xy {window.xy.shape}, '
                              f'visible {window.visible.shape}, confidence '
                              f'{window.confidence.shape} for N={n}, T={t}')
-        if window.depth is not None and window.depth.shape != (n, t):
-            raise ValueError(f'moseg: window.depth has shape {window.depth.shape}, expected '
-                             f'{(n, t)}')
+        for name in ('depth', 'visibility'):
+            values = getattr(window, name)
+            if values is not None and values.shape != (n, t):
+                raise ValueError(f'moseg: window.{name} has shape {values.shape}, expected '
+                                 f'{(n, t)}')
         if self.cfg.feature_dim:
             feats = window.features
             if feats is None:
