@@ -42,6 +42,14 @@ def test_relative_names_resolve_under_the_weights_dir(tmp_path, monkeypatch):
         resolve_weights('cotracker3', 'tracker', kind='file')
 
 
+def test_builtin_names_resolve_to_the_shipped_files():
+    from motionseg_ros.weights import BUILTIN_DIR
+    assert resolve_weights('builtin:motion_geo', 'classifier moseg') == \
+        BUILTIN_DIR / 'motion_geo.pth'
+    with pytest.raises(WeightsError, match=r"no built-in weights 'nope'.*motion_geo"):
+        resolve_weights('builtin:nope', 'classifier moseg')
+
+
 def test_device_and_dtype_choices():
     import torch
     assert resolve_device('cpu') == 'cpu'

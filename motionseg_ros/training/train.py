@@ -26,7 +26,9 @@ import torch.nn.functional as F
 import yaml
 
 from motionseg_ros.classifiers.geometric import GeometricClassifier
-from motionseg_ros.models.moseg import MosegConfig, MosegModel, save_checkpoint
+from motionseg_ros.models.checkpoint import save_checkpoint
+from motionseg_ros.models.config import MosegConfig
+from motionseg_ros.models.moseg import MosegModel
 from motionseg_ros.stages import StageContext
 from motionseg_ros.synthetic.generator import (
     GENERATOR_VERSION, SceneSpec, SyntheticWindow, generate_window)
