@@ -80,7 +80,6 @@ class DepthHistory:
             out[hit, t] = vals[pos[hit]]
         return out
 
-
     def window_maps(self, window: TrackWindow) -> Optional[np.ndarray]:
         """Return the (T, H, W) depth maps of the window's frames, None unless all are kept."""
         by_stamp = dict(self._maps)

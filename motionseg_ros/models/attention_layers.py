@@ -190,7 +190,6 @@ class SpaceTimeTransformer(nn.Module):
         return self.decoder.norm(out)
 
 
-
 class PointEmbedding(nn.Module):
     """Linear lift of the motion feature to the MSDE width (named like the reference)."""
 
@@ -246,4 +245,3 @@ class MsdeDecoderBlock(nn.Module):
         cross = attend(self.cross_attention, x, at_keys(memory, keys))
         x = self.norm2(x + self.dropout(cross))
         return self.norm3(x + self.dropout(self.ffn(x)))
-

@@ -66,4 +66,3 @@ class MosegConfig:
         if unknown:
             raise ValueError(f'unknown moseg model option(s) {unknown}; known: {sorted(known)}')
         return MosegConfig(**data)
-

@@ -57,4 +57,3 @@ def homography_residuals(uv: Tensor, visible: Tensor, image_size: Tuple[int, int
     mag_px = res.norm(dim=-1, keepdim=True) * half_w
     out = torch.cat([res * 100.0, torch.log1p(mag_px)], dim=-1)
     return out
-

@@ -121,7 +121,6 @@ def reference_depth_sample(maps: Tensor, uv: Tensor) -> Tensor:
     return flat.gather(1, idx.t()).t()                     # (N, T)
 
 
-
 def encode_inputs(cfg: MosegConfig, uv: Tensor, visible: Tensor, confidence: Tensor,
                   disparity: Optional[Tensor] = None, depth_valid: Optional[Tensor] = None,
                   visibility_value: Optional[Tensor] = None,
@@ -165,4 +164,3 @@ def encode_inputs(cfg: MosegConfig, uv: Tensor, visible: Tensor, confidence: Ten
             vis_value = vis_value * visible.to(dtype)
         parts += [vis_value.unsqueeze(-1), conf.unsqueeze(-1)]
     return torch.cat(parts, dim=-1)
-

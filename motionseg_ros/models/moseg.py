@@ -66,7 +66,6 @@ class MotionEncoder(nn.Module):
         return out.max(dim=1).values
 
 
-
 class TracksDecoder(nn.Module):
     """MSDE: (N, d_model) motion + optional (N, D) semantics -> (N,) logits."""
 
@@ -76,11 +75,11 @@ class TracksDecoder(nn.Module):
         self.embedding = PointEmbedding(cfg.d_model, dim)
         self.encoders = nn.ModuleList([
             MsdeEncoderBlock(dim, cfg.decoder_heads, cfg.decoder_ffn, cfg.feature_dim,
-                              cfg.dropout, cfg.attention_dropout)
+                             cfg.dropout, cfg.attention_dropout)
             for _ in range(cfg.decoder_blocks)])
         self.decoders = nn.ModuleList([
             MsdeDecoderBlock(dim, cfg.decoder_heads, cfg.decoder_ffn, cfg.dropout,
-                              cfg.attention_dropout) for _ in range(cfg.decoder_blocks)])
+                             cfg.attention_dropout) for _ in range(cfg.decoder_blocks)])
         self.output_layer = nn.Linear(dim, 1)
 
     def forward(self, motion: Tensor, feature: Optional[Tensor],
@@ -98,7 +97,6 @@ class TracksDecoder(nn.Module):
         for block in self.decoders:
             out = block(out, memory, keys)
         return self.output_layer(out)[0, :, 0]
-
 
 
 class MosegModel(nn.Module):
@@ -184,4 +182,3 @@ class MosegModel(nn.Module):
                                  f'{got}')
             inputs = torch.cat([inputs, evidence.to(inputs.dtype)], dim=-1)
         return inputs, ~visible
-
