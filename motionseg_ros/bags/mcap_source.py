@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional
 
-from motionseg_ros.bags.messages import BagError, BagMessage, TopicInfo, normalize_type
+from motionseg_ros.bags.messages import (BagError, BagMessage, TopicInfo, bag_errors,
+                                         normalize_type)
 
 ZSTD_MAGIC = b'\x28\xb5\x2f\xfd'
 
@@ -54,7 +55,7 @@ class McapSource:
 
     def _scan(self, path: Path) -> None:
         from mcap.reader import make_reader
-        try:
+        with bag_errors(f'{path}: truncated or corrupt MCAP file'):
             with open(path, 'rb') as fh:
                 reader = make_reader(fh)
                 profile = reader.get_header().profile
@@ -86,18 +87,13 @@ class McapSource:
                         self.start_ns, st.message_start_time)
                     self.end_ns = st.message_end_time if self.end_ns is None else max(
                         self.end_ns, st.message_end_time)
-        except BagError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - mcap raises many kinds on bad input
-            raise BagError(f'{path}: truncated or corrupt MCAP file ({type(exc).__name__}: '
-                           f'{exc})') from None
 
     def messages(self, topics: Optional[Iterable[str]]) -> Iterator[BagMessage]:
         """Yield the messages of ``topics`` (all when None) in log-time order, file by file."""
         from mcap.reader import make_reader
         wanted = None if topics is None else [t for t in topics if t in self.topics]
         for path in self.files:
-            try:
+            with bag_errors(f'{path}: truncated or corrupt MCAP file'):
                 with open(path, 'rb') as fh:
                     reader = make_reader(fh)
                     for schema, ch, message in reader.iter_messages(topics=wanted,
@@ -111,11 +107,6 @@ class McapSource:
                         if zstd and data[:4] == ZSTD_MAGIC:
                             data = _zstd_decompress(data, path)
                         yield self._message(info, message.log_time, data)
-            except BagError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                raise BagError(f'{path}: truncated or corrupt MCAP file '
-                               f'({type(exc).__name__}: {exc})') from None
 
     def _message(self, info: TopicInfo, log_ns: int, data: bytes) -> BagMessage:
         fmt = self.formats[info.name]

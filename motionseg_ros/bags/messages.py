@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -73,3 +74,17 @@ class BagImage:
     def is_depth(self) -> bool:
         """Tell whether this is a depth image (16UC1, 32FC1: values kept as recorded)."""
         return self.encoding in DEPTH_ONLY
+
+
+@contextmanager
+def bag_errors(what: str) -> Iterator[None]:
+    """Turn any failure of the bag libraries inside into one ``BagError``: ``what (Type: text)``.
+
+    ``mcap``, ``rosbags`` and ``sqlite3`` raise many kinds on truncated or corrupt files.
+    """
+    try:
+        yield
+    except BagError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the library raised, named in the text
+        raise BagError(f'{what} ({type(exc).__name__}: {exc})') from None

@@ -32,7 +32,7 @@ import yaml
 from motionseg_ros import image_codec
 from motionseg_ros.bags.mcap_source import McapSource
 from motionseg_ros.bags.messages import (GT_TOPIC, IMAGE_TYPES, BagError, BagImage, BagMessage,
-                                         TopicInfo, normalize_type)
+                                         TopicInfo, bag_errors, normalize_type)
 from motionseg_ros.stamps import stamp_to_ns
 
 __all__ = ['BagError', 'BagImage', 'BagMessage', 'BagReader', 'GT_TOPIC', 'IMAGE_TYPES',
@@ -93,14 +93,9 @@ class _AnySource:
         conns = [c for c in self.reader.connections if wanted is None or c.topic in wanted]
         if not conns:
             return
-        try:
+        with bag_errors(f'{self.label}: truncated or corrupt bag'):
             for conn, log_ns, raw in self.reader.messages(connections=conns):
                 yield self._message(conn, int(log_ns), bytes(raw))
-        except BagError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise BagError(f'{self.label}: truncated or corrupt bag ({type(exc).__name__}: '
-                           f'{exc})') from None
 
     def _message(self, conn: Any, log_ns: int, raw: bytes) -> BagMessage:
         reader = self.reader
