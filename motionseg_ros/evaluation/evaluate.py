@@ -184,13 +184,18 @@ def thread_budget_config(config: Dict[str, Any], threads: int) -> Dict[str, Any]
 
 
 def _worker(kind: str, item: Any, options: EvalOptions, threads: int) -> Dict[str, Any]:
-    """Process-pool entry: score one sequence on ``threads`` threads, return it as a dict."""
-    options = dataclasses.replace(options, config=thread_budget_config(options.config, threads))
-    try:
-        import torch
-        torch.set_num_threads(threads)  # a backend without its own setting runs on the budget
-    except Exception:  # noqa: BLE001 - torch is optional for the classical pipeline
-        pass
+    """Process-pool entry: score one sequence on ``threads`` threads, return it as a dict.
+
+    Live mode leaves the config alone: the pipeline runs in the node, with its own threads.
+    """
+    if options.mode != 'live':
+        options = dataclasses.replace(options,
+                                      config=thread_budget_config(options.config, threads))
+        try:
+            import torch
+            torch.set_num_threads(threads)  # a backend without its own setting: the budget
+        except Exception:  # noqa: BLE001 - torch is optional for the classical pipeline
+            pass
     # Each sequence runs in a fresh thread: OpenCV's RNG (RANSAC / USAC) is per thread, so a
     # sequence never inherits the random state left by the one before it in this process, and
     # scores do not depend on --jobs or the order (the node's worker thread starts fresh too).

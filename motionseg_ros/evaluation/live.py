@@ -6,7 +6,7 @@ pipeline config, unless a command is given), this process subscribes to ``motion
 until both sides are matched, replays the bag at its recorded timing times ``rate`` and waits
 ``settle_s`` for late results. Results are matched to inputs by header stamp; an annotated frame
 without a result scores as an empty prediction and is listed in ``missing``. The node's own
-final counters (received / processed / dropped / rejected) are kept with the runtime figures so
+frame counters (received / processed / dropped / rejected) are kept with the runtime figures so
 the drop accounting can be checked end to end (sent = received by the node + lost in transport;
 received = processed + dropped + rejected). They are read from the node's ``/diagnostics``
 (the values of its status whose ``image_topic`` is the replayed topic), once the node reports
