@@ -71,3 +71,34 @@ def test_broken_bag_is_one_line_error(tmp_path, capsys):
     assert main(['run', str(bad), '--output', str(tmp_path / 'o'), '-q']) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'broken.mcap' in err[0]
+
+
+@pytest.mark.parametrize('bag_name,topic', [
+    ('raw.bag', '/spot/depth/frontleft/image'),
+    ('compressed.bag', '/spot/depth/frontleft/image/compressed'),            # 16UC1 png
+    ('compressedDepth.bag', '/spot/depth/frontleft/image/compressedDepth'),
+])
+def test_depth_topic_is_refused_naming_the_encoding(tmp_path, capsys, bag_name, topic):
+    """A real robot's 16UC1 depth stream is not segmented as a camera image (nor by the node)."""
+    bag = require_data(SHARED_DATA / 'rosbags' / 'ctu_spot_image_transport_codecs' / bag_name)
+    assert main(['run', str(bag), '--topic', topic, '--output', str(tmp_path / 'o'), '-q',
+                 '--no-video']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and topic in err[0], err
+    assert 'encoding 16UC1 looks like depth, not a camera image' in err[0]
+
+
+def test_16bit_colour_and_mono_bags_run_like_the_node(tmp_path):
+    """rgb16 / mono16 camera images keep their high 8 bits (they were refused as depth)."""
+    rng = np.random.default_rng(4)
+    img16 = rng.integers(0, 65536, (48, 64, 3), dtype=np.uint64).astype(np.uint16)
+    with BagWriter(tmp_path / 'bag') as bag:
+        for i in range(3):
+            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
+            bag.write_image('/camera/image_raw', img16[:, :, ::-1], stamp, encoding='rgb16')
+            bag.write_image('/mono', img16[:, :, 0], stamp)            # mono16
+    frames = list(open_source(tmp_path / 'bag'))
+    assert len(frames) == 3
+    np.testing.assert_array_equal(frames[0].image, (img16 >> 8).astype(np.uint8))
+    mono = list(open_source(tmp_path / 'bag', topic='/mono'))
+    np.testing.assert_array_equal(mono[0].image[:, :, 1], (img16[:, :, 0] >> 8).astype(np.uint8))

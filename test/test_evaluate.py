@@ -202,3 +202,101 @@ def test_live_mode_node_that_fails_to_start_is_reported(tmp_path, capsys):
                    '--node-command', cmd) == 1
     out = capsys.readouterr().out
     assert 'left: FAILED' in out and 'exited with code 3' in out and 'boom' in out
+
+
+# ------------------------------------------------------------------ structure and shared rules
+def test_evaluation_modules_import_each_other_without_cycle():
+    """evaluate.py and live.py share their parts through modules both use, not each other."""
+    import ast
+
+    pkg = Path(__file__).resolve().parents[1] / 'motionseg_ros' / 'evaluation'
+    graph = {}
+    for path in pkg.glob('*.py'):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):   # lazy imports count too
+            if isinstance(node, ast.ImportFrom) and (node.module or '').startswith(
+                    'motionseg_ros.evaluation'):
+                mod = node.module.split('.')[-1]
+                deps |= {a.name for a in node.names} if mod == 'evaluation' else {mod}
+        graph[path.stem] = deps & {p.stem for p in pkg.glob('*.py')}
+
+    def reaches(start, goal, seen=()):
+        return any(d == goal or (d not in seen and reaches(d, goal, seen + (d,)))
+                   for d in graph.get(start, ()))
+    cycles = [m for m in graph if reaches(m, m)]
+    assert not cycles, {m: graph[m] for m in cycles}
+    assert 'evaluate' not in graph['live']
+
+
+def _two_camera_bag(path: Path, topics=('/cam_a/image', '/cam_b/image')) -> None:
+    from motionseg_ros.bags.writer import BagWriter
+    rng = np.random.default_rng(3)
+    with BagWriter(path) as bag:
+        for i in range(3):
+            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
+            for t in topics:
+                bag.write_image(t, rng.integers(0, 256, (H, W, 3), dtype=np.uint8), stamp)
+            bag.write_labels('/gt/masks', np.zeros((H, W), np.uint8), stamp)
+
+
+def test_bag_topic_choice_is_the_one_of_motionseg_run(tmp_path, capsys):
+    """Several camera topics: evaluate and run both ask for --topic; the GT is never one."""
+    _two_camera_bag(tmp_path / 'bag')
+    assert run_cli(tmp_path / 'bag', '-o', tmp_path / 'o') == 2
+    err_eval = capsys.readouterr().err
+    assert cli_main(['run', str(tmp_path / 'bag'), '-o', str(tmp_path / 'r'), '-q',
+                     '--no-video']) == 2
+    err_run = capsys.readouterr().err
+    assert 'choose one with --topic' in err_eval
+    assert err_eval.split(': error: ')[1] == err_run.split(': error: ')[1]
+    assert "'/cam_a/image', '/cam_b/image']" in err_eval and '/gt/masks' not in err_eval
+    assert run_cli(tmp_path / 'bag', '-o', tmp_path / 'o', '--topic', '/cam_b/image',
+                   '--no-plots') == 0
+    res = json.loads((tmp_path / 'o' / 'results.json').read_text())
+    assert res['sequences']['bag']['num_frames'] == 3
+    # one camera topic besides the ground truth: both take it
+    _two_camera_bag(tmp_path / 'one', topics=('/front/image_raw',))
+    from motionseg_ros.io.sources import open_source
+    assert open_source(tmp_path / 'one').topic == '/front/image_raw'
+    assert run_cli(tmp_path / 'one', '-o', tmp_path / 'o1', '--no-plots') == 0
+
+
+def test_jobs_share_the_cores(tmp_path):
+    """--jobs N: each worker runs torch and OpenCV on cores // N threads (at least 1)."""
+    from motionseg_ros.evaluation.evaluate import job_threads, usable_cores
+    assert job_threads(2, cores=2) == 1 and job_threads(3, cores=2) == 1
+    assert job_threads(1, cores=2) == 2 and job_threads(2, cores=16) == 8
+    write_dataset(tmp_path / 'data', seqs=('a', 'b'))
+    # thread counts 0 ("library default: every core") leave the whole budget to each worker
+    assert run_cli(tmp_path / 'data', '-o', tmp_path / 'o', '--jobs', '2', '--no-plots',
+                   '--set', 'classifier.params.threads=0', '--set',
+                   'pipeline.opencv_threads=0') == 0
+    res = json.loads((tmp_path / 'o' / 'results.json').read_text())
+    budget = max(1, usable_cores() // 2)
+    for name in ('a', 'b'):
+        rt = res['sequences'][name]['runtime']
+        assert (rt['torch_threads'], rt['opencv_threads']) == (budget, budget), rt
+    # the default config's 2 torch threads are capped by the budget too
+    assert run_cli(tmp_path / 'data', '-o', tmp_path / 'o2', '--jobs', '2', '--no-plots') == 0
+    res = json.loads((tmp_path / 'o2' / 'results.json').read_text())
+    for name in ('a', 'b'):
+        rt = res['sequences'][name]['runtime']
+        assert rt['torch_threads'] == min(2, budget) and rt['opencv_threads'] == 1, rt
+
+
+@pytest.mark.ros
+def test_live_node_counters_come_from_diagnostics_not_its_log(tmp_path):
+    """The node's output goes nowhere: its frame counters still arrive (from /diagnostics)."""
+    from conftest import require_ros
+    require_ros()
+    write_dataset(tmp_path / 'data', seqs=('left',))
+    node = (f'{sys.executable} -m motionseg_ros.ros.segment_node --ros-args '
+            '-r image:=/camera/image_raw')
+    cmd = f"sh -c 'exec {node} >/dev/null 2>&1'"
+    assert run_cli(tmp_path / 'data', '-o', tmp_path / 'live', '--mode', 'live', '--rate',
+                   '0.15', '--settle', '5', '--node-command', cmd, '--no-plots') == 0
+    rt = json.loads((tmp_path / 'live' / 'results.json').read_text())['sequences']['left'][
+        'runtime']
+    assert rt['node_received'] + rt['lost_in_transport'] == N
+    assert rt['node_received'] == rt['node_processed'] + rt['node_dropped'] + rt['node_rejected']
+    assert rt['frames_received'] == rt['node_processed']

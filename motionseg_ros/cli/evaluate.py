@@ -32,13 +32,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='config override, e.g. classifier.params.threshold=0.6 (repeatable)')
     p.add_argument('--sequences', nargs='+', default=None, help='only these sequences')
-    p.add_argument('--jobs', '-j', type=int, default=1, help='sequences in parallel (direct)')
+    p.add_argument('--jobs', '-j', type=int, default=1,
+                   help='sequences in parallel (direct); each runs torch and OpenCV on at most '
+                        'cores / jobs threads')
     p.add_argument('--mode', choices=('direct', 'live'), default='direct')
     p.add_argument('--per-object', action='store_true',
                    help='also score objects one-to-one (Hungarian matching, DAVIS-2017 style)')
     p.add_argument('--max-frames', type=int, default=None,
                    help='only the first N frames of each sequence (quick checks)')
-    p.add_argument('--image-topic', default=None, help='bags: image topic to evaluate')
+    p.add_argument('--topic', '--image-topic', dest='image_topic', default=None, metavar='TOPIC',
+                   help="a bag's image topic, as for `motionseg run --topic` (default: its only "
+                        'one besides /gt/masks, or /camera/image_raw)')
     p.add_argument('--no-resume', action='store_true', help='recompute cached sequences')
     p.add_argument('--no-plots', action='store_true')
     live = p.add_argument_group('live mode')
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from motionseg_ros.bags.reader import BagError
     from motionseg_ros.config import ConfigError, load_config
     from motionseg_ros.evaluation.datasets import DatasetError
-    from motionseg_ros.evaluation.evaluate import EvalOptions, EvaluationError, run_evaluation
+    from motionseg_ros.evaluation.evaluate import (EvalOptions, EvaluationError, run_evaluation,
+                                                   usable_cores)
     from motionseg_ros.evaluation.report import format_table, write_outputs
 
     root = Path(args.root)
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             'config': args.config or 'default', 'overrides': args.overrides,
             'per_object': args.per_object, 'max_frames': args.max_frames,
             'machine': f'{platform.machine()} {platform.processor() or ""}'.strip()
-            + f', {_cpus()} CPUs', 'started': started,
+            + f', {usable_cores()} CPUs', 'started': started,
             'wall_s': round(time.perf_counter() - t0, 1), 'reused': result.reused,
             'failed': result.failed, 'fingerprint': options.fingerprint()}
     if args.mode == 'live':
@@ -109,8 +114,3 @@ def run(args: argparse.Namespace) -> int:
         print(f'{len(result.failed)} sequence(s) failed: {", ".join(result.failed)}')
         return 1
     return 0
-
-
-def _cpus() -> int:
-    import os
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()

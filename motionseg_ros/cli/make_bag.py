@@ -16,12 +16,12 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from motionseg_ros.bags.messages import GT_TOPIC
 from motionseg_ros.cli import CliError
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
 INFO_TOPIC = '/camera/camera_info'
-GT_TOPIC = '/gt/masks'
 DEFAULT_START_S = 1_700_000_000
 
 

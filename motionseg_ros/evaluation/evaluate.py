@@ -13,98 +13,34 @@ of what produced it (config, mode, options); a rerun with the same fingerprint s
 
 from __future__ import annotations
 
-import hashlib
+import copy
+import dataclasses
 import json
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from motionseg_ros.evaluation import metrics
+from motionseg_ros.evaluation.bag_sequence import BagSequence, bag_frames, open_bag_sequence
 from motionseg_ros.evaluation.datasets import Dataset, SequenceData, open_dataset
+from motionseg_ros.evaluation.live import evaluate_live_bag, evaluate_live_sequence
+from motionseg_ros.evaluation.options import EvalOptions, EvaluationError
+from motionseg_ros.io.sources import is_bag
 from motionseg_ros.types import Frame
 
-GT_TOPIC = '/gt/masks'
-
-
-class EvaluationError(RuntimeError):
-    """The evaluation cannot run (bad input, node failure); the message says why."""
-
-
-@dataclass
-class EvalOptions:
-    """What to evaluate and how."""
-
-    config: Dict[str, Any]
-    mode: str = 'direct'                 # direct | live
-    per_object: bool = False
-    max_frames: Optional[int] = None
-    jobs: int = 1
-    resume: bool = True
-    image_topic: Optional[str] = None    # bags: default the first non-GT image topic
-    # live mode
-    rate: float = 1.0                    # replay speed factor (1 = recorded timing)
-    fps: Optional[float] = None          # dataset sequences: frame rate of the made bags
-    node_command: Optional[List[str]] = None
-    node_params_file: Optional[str] = None
-    settle_s: float = 3.0                # wait after the last frame for late results
-    startup_timeout_s: float = 60.0
-    extra: Dict[str, Any] = field(default_factory=dict)
-
-    def fingerprint(self) -> str:
-        """Hash of everything that changes the scores (not jobs / resume)."""
-        key = {'config': self.config, 'mode': self.mode, 'per_object': self.per_object,
-               'max_frames': self.max_frames, 'image_topic': self.image_topic}
-        if self.mode == 'live':
-            key.update({'rate': self.rate, 'fps': self.fps, 'node': self.node_command,
-                        'params': self.node_params_file})
-        blob = json.dumps(key, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+__all__ = ['BagSequence', 'EvalOptions', 'EvalRun', 'EvaluationError', 'evaluate_bag',
+           'evaluate_dataset_sequence', 'job_threads', 'open_bag_sequence', 'run_evaluation',
+           'usable_cores']
 
 
 # ----------------------------------------------------------------------------- inputs
-@dataclass
-class BagSequence:
-    """A bag with an image topic and ground truth on ``/gt/masks`` (matched by header stamp)."""
-
-    path: Path
-    image_topic: str
-    name: str
-    gt_by_stamp: Dict[int, np.ndarray]
-    n_frames: int
-    image_type: str = 'sensor_msgs/msg/Image'
-
-
-def open_bag_sequence(path: Path, image_topic: Optional[str] = None,
-                      gt_topic: str = GT_TOPIC) -> BagSequence:
-    """Index a bag for evaluation: its image topic, frame count and GT label images."""
-    from motionseg_ros.bags.reader import BagReader
-    with BagReader(path) as bag:
-        topics = bag.topics
-        if gt_topic not in topics:
-            raise EvaluationError(f'{path}: no ground truth topic {gt_topic} (make one with '
-                                  '`motionseg make-bag ... --gt-masks`)')
-        candidates = [t for t in bag.image_topics() if t != gt_topic]
-        if image_topic is None:
-            if not candidates:
-                raise EvaluationError(f'{path}: no image topic besides {gt_topic}')
-            image_topic = candidates[0]
-        elif image_topic not in candidates:
-            raise EvaluationError(f'{path}: no image topic {image_topic}; have {candidates}')
-        gt = {}
-        for im in bag.images([gt_topic], bgr=False):
-            gt[im.stamp_ns] = im.image if im.image.ndim == 2 else im.image[..., 0]
-        n = topics[image_topic].count
-        msgtype = topics[image_topic].msgtype
-    name = path.stem if path.is_file() else path.name
-    return BagSequence(path, image_topic, name, gt, n, msgtype)
-
-
 def _dataset_frames(seq: SequenceData, max_frames: Optional[int]
                     ) -> Iterator[Tuple[Frame, Optional[int]]]:
     """(frame, GT key or None) for a dataset sequence; stamps from the sequence rate."""
@@ -113,31 +49,6 @@ def _dataset_frames(seq: SequenceData, max_frames: Optional[int]
         frame = Frame(image=seq.image(i), stamp_ns=int(round(i * 1e9 / seq.fps)), index=i,
                       name=seq.frame_names[i])
         yield frame, (i if i in seq.gt_paths else None)
-
-
-def _bag_frames(bseq: BagSequence, max_frames: Optional[int]
-                ) -> Iterator[Tuple[Frame, Optional[int]]]:
-    from motionseg_ros.bags.reader import BagReader
-    with BagReader(bseq.path) as bag:
-        for i, im in enumerate(bag.images([bseq.image_topic])):
-            if max_frames is not None and i >= max_frames:
-                break
-            frame = Frame(image=im.image, stamp_ns=im.stamp_ns, index=i,
-                          name=f'{i:05d}')
-            yield frame, (im.stamp_ns if im.stamp_ns in bseq.gt_by_stamp else None)
-
-
-# ----------------------------------------------------------------------------- scoring
-def score_predictions(name: str, frame_names: Sequence[str], preds: Sequence[np.ndarray],
-                      gts: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]],
-                      per_object: bool) -> metrics.SequenceScore:
-    """MOS scores (and per-object ones when asked) of one sequence's annotated frames."""
-    labels = [g for g, _ in gts]
-    voids = [v for _, v in gts]
-    score = metrics.score_sequence_mos(name, list(frame_names), preds, labels, voids)
-    if per_object:
-        score.objects = metrics.match_objects(preds, labels, voids)
-    return score
 
 
 def _run_direct(name: str, frames: Iterator[Tuple[Frame, Optional[Any]]],
@@ -172,15 +83,24 @@ def _run_direct(name: str, frames: Iterator[Tuple[Frame, Optional[Any]]],
     wall = time.perf_counter() - t_start
     if not names:
         raise EvaluationError(f'{name}: no frame with ground truth')
-    score = score_predictions(name, names, preds, gts, options.per_object)
+    score = metrics.score_predictions(name, names, preds, gts, options.per_object)
     score.runtime = metrics.runtime_stats(latencies, n, wall)
+    score.runtime.update(_threads_in_use())
     return score
+
+
+def _threads_in_use() -> Dict[str, int]:
+    """Return the thread counts OpenCV and (when loaded) torch ran with, for the record."""
+    import cv2
+    used = {'opencv_threads': int(cv2.getNumThreads())}
+    if 'torch' in sys.modules:
+        used['torch_threads'] = int(sys.modules['torch'].get_num_threads())
+    return used
 
 
 def evaluate_dataset_sequence(seq: SequenceData, options: EvalOptions) -> metrics.SequenceScore:
     """Score one dataset sequence in the configured mode."""
     if options.mode == 'live':
-        from motionseg_ros.evaluation.live import evaluate_live_sequence
         return evaluate_live_sequence(seq, options)
     return _run_direct(seq.name, _dataset_frames(seq, options.max_frames), seq.gt, options)
 
@@ -188,9 +108,8 @@ def evaluate_dataset_sequence(seq: SequenceData, options: EvalOptions) -> metric
 def evaluate_bag(bseq: BagSequence, options: EvalOptions) -> metrics.SequenceScore:
     """Score one bag in the configured mode."""
     if options.mode == 'live':
-        from motionseg_ros.evaluation.live import evaluate_live_bag
         return evaluate_live_bag(bseq, options)
-    return _run_direct(bseq.name, _bag_frames(bseq, options.max_frames),
+    return _run_direct(bseq.name, bag_frames(bseq, options.max_frames),
                        lambda stamp: (bseq.gt_by_stamp[stamp], None), options)
 
 
@@ -234,13 +153,49 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def _worker(kind: str, item: Any, options: EvalOptions) -> Dict[str, Any]:
-    """Process-pool entry: score one sequence, return it as a dict (picklable)."""
-    try:
-        import torch
-        torch.set_num_threads(1)
-    except Exception:  # noqa: BLE001 - torch is optional for the classical pipeline
-        pass
+def usable_cores() -> int:
+    """Return the number of CPU cores this process may run on."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def job_threads(jobs: int, cores: Optional[int] = None) -> int:
+    """Return the threads each of ``jobs`` sequences run in parallel may use: cores // jobs."""
+    return max(1, (usable_cores() if cores is None else int(cores)) // max(1, int(jobs)))
+
+
+def thread_budget_config(config: Dict[str, Any], threads: int) -> Dict[str, Any]:
+    """Return ``config`` with torch's and OpenCV's thread counts at most ``threads``.
+
+    The pipeline applies them as it always does (``pipeline.opencv_threads``, the moseg
+    classifier's ``threads``); 0 ("library default": every core) becomes ``threads``.
+    """
+    config = copy.deepcopy(config)
+    pipe = config.setdefault('pipeline', {})
+    opencv = int(pipe.get('opencv_threads') or 0)
+    pipe['opencv_threads'] = threads if opencv <= 0 else min(opencv, threads)
+    classifier = config.get('classifier') or {}
+    params = classifier.get('params')
+    if classifier.get('name') == 'moseg' and isinstance(params, dict):
+        torch_threads = int(params.get('threads') or 0)
+        params['threads'] = threads if torch_threads <= 0 else min(torch_threads, threads)
+    return config
+
+
+def _worker(kind: str, item: Any, options: EvalOptions, threads: int) -> Dict[str, Any]:
+    """Process-pool entry: score one sequence on ``threads`` threads, return it as a dict.
+
+    Live mode leaves the config alone: the pipeline runs in the node, with its own threads.
+    """
+    if options.mode != 'live':
+        options = dataclasses.replace(options,
+                                      config=thread_budget_config(options.config, threads))
+        try:
+            import torch
+            torch.set_num_threads(threads)  # a backend without its own setting: the budget
+        except Exception:  # noqa: BLE001 - torch is optional for the classical pipeline
+            pass
     # Each sequence runs in a fresh thread: OpenCV's RNG (RANSAC / USAC) is per thread, so a
     # sequence never inherits the random state left by the one before it in this process, and
     # scores do not depend on --jobs or the order (the node's worker thread starts fresh too).
@@ -282,7 +237,7 @@ def run_evaluation(root: Path, output: Path, options: EvalOptions,
     root = Path(root)
     output.mkdir(parents=True, exist_ok=True)
     items: List[Tuple[str, str, Any]] = []
-    if _is_bag(root):
+    if is_bag(root):
         if sequences:
             raise EvaluationError('--sequences does not apply to a bag (a bag is one sequence)')
         bseq = open_bag_sequence(root, options.image_topic)
@@ -319,10 +274,12 @@ def run_evaluation(root: Path, output: Path, options: EvalOptions,
     if options.mode == 'live' and jobs > 1:
         say('live mode runs one sequence at a time (one node); --jobs ignored')
         jobs = 1
-    if jobs == 1 or len(todo) <= 1:
+    jobs = min(jobs, max(1, len(todo)))
+    threads = job_threads(jobs)
+    if jobs == 1:
         for kind, name, item in todo:
             try:
-                done(name, _worker(kind, item, options))
+                done(name, _worker(kind, item, options, threads))
             except Exception as exc:  # noqa: BLE001 - one bad sequence must not stop the rest
                 failed[name] = _reason(exc)
                 say(f'{name}: FAILED: {failed[name]}')
@@ -330,7 +287,7 @@ def run_evaluation(root: Path, output: Path, options: EvalOptions,
         import multiprocessing
         ctx = multiprocessing.get_context('spawn')
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = {pool.submit(_worker, kind, item, options): name
+            futures = {pool.submit(_worker, kind, item, options, threads): name
                        for kind, name, item in todo}
             for fut in as_completed(futures):
                 name = futures[fut]
@@ -367,9 +324,3 @@ def _merge_runtime(runtimes: Sequence[Dict[str, float]]) -> Dict[str, float]:
         if vals:
             out[key] = float(np.average([v for v, _ in vals], weights=[w for _, w in vals]))
     return out
-
-
-def _is_bag(path: Path) -> bool:
-    if path.is_file():
-        return path.suffix.lower() in ('.mcap', '.db3', '.bag')
-    return (path / 'metadata.yaml').is_file()

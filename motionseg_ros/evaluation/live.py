@@ -6,9 +6,11 @@ pipeline config, unless a command is given), this process subscribes to ``motion
 until both sides are matched, replays the bag at its recorded timing times ``rate`` and waits
 ``settle_s`` for late results. Results are matched to inputs by header stamp; an annotated frame
 without a result scores as an empty prediction and is listed in ``missing``. The node's own
-final counters (received / processed / dropped / rejected) are kept with the runtime figures so
+frame counters (received / processed / dropped / rejected) are kept with the runtime figures so
 the drop accounting can be checked end to end (sent = received by the node + lost in transport;
-received = processed + dropped + rejected).
+received = processed + dropped + rejected). They are read from the node's ``/diagnostics``
+(the values of its status whose ``image_topic`` is the replayed topic), once the node reports
+nothing in flight after the last result: structured values, not its log text.
 
 Large images need Fast DDS's shared-memory transport with a big segment (see
 ``config/fastdds_shm.xml``); it is used for both processes unless the environment names a
@@ -18,7 +20,6 @@ profile already.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -33,13 +34,16 @@ import numpy as np
 import yaml
 
 from motionseg_ros.evaluation import metrics
+from motionseg_ros.evaluation.bag_sequence import BagSequence
 from motionseg_ros.evaluation.datasets import SequenceData
-from motionseg_ros.evaluation.evaluate import (BagSequence, EvalOptions, EvaluationError,
-                                               score_predictions)
+from motionseg_ros.evaluation.options import EvalOptions, EvaluationError
+from motionseg_ros.stamps import stamp_to_ns
 
 LIVE_START_NS = 1_700_000_000_000_000_000
-COUNTERS_RE = re.compile(r'final counters: received=(\d+) processed=(\d+) dropped=(\d+) '
-                         r'rejected=(\d+)')
+#: the node's frame counters, as its diagnostics name them
+COUNTERS = ('received', 'processed', 'dropped', 'rejected', 'in_flight')
+#: longest wait (s) for a diagnostics report after the last result (the node reports at 1 Hz)
+COUNTERS_WAIT_S = 3.0
 
 
 def _config_dir() -> Path:
@@ -102,27 +106,50 @@ def evaluate_live_bag(bseq: BagSequence, options: EvalOptions) -> metrics.Sequen
                     compressed=bseq.image_type.endswith('CompressedImage'))
 
 
-class _Collector:
-    """Subscribes to motion_masks and keeps (receive time, label image) per header stamp."""
+def node_counters(status: Any) -> Optional[Dict[str, Any]]:
+    """Return the frame counters (and ``image_topic``) of a segment_node ``DiagnosticStatus``.
 
-    def __init__(self, node: Any) -> None:
+    None for a status that carries no frame counters (another node's).
+    """
+    values = {kv.key: kv.value for kv in status.values}
+    try:
+        counters: Dict[str, Any] = {k: int(values[k]) for k in COUNTERS}
+    except (KeyError, ValueError):
+        return None
+    counters['image_topic'] = values.get('image_topic', '')
+    return counters
+
+
+class _Collector:
+    """Collects the node's output: label images by stamp, frame counters from diagnostics.
+
+    Keeps (receive time, label image) per header stamp of ``motion_masks`` and the latest frame
+    counters each node reports on ``/diagnostics``, with their receive time.
+    """
+
+    def __init__(self, node: Any, image_topic: str) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         from motionseg_ros.msg import MotionMasks
+        self.image_topic = image_topic
         self.results: Dict[int, Tuple[float, np.ndarray]] = {}
+        self.reports: Dict[str, Tuple[float, Dict[str, Any]]] = {}   # status name -> latest
         self.duplicates = 0
         self.errors: List[str] = []
         self.lock = threading.Lock()
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.sub = node.create_subscription(MotionMasks, 'motion_masks', self._on_masks, qos)
+        self.diag_sub = node.create_subscription(DiagnosticArray, '/diagnostics',
+                                                 self._on_diagnostics, 10)
 
     def _on_masks(self, msg: Any) -> None:
-        from motionseg_ros.bags.reader import decode_raw_image, stamp_to_ns
+        from motionseg_ros.image_codec import ImageCodecError, decode_raw
         now = time.time()
         stamp = stamp_to_ns(msg.header.stamp)
         try:
-            labels, _ = decode_raw_image(msg.label_image, bgr=False)
-        except ValueError as exc:
+            labels = decode_raw(msg.label_image).pixels
+        except ImageCodecError as exc:
             with self.lock:
                 self.errors.append(f'label image at {stamp}: {exc}')
             return
@@ -130,6 +157,46 @@ class _Collector:
             if stamp in self.results:
                 self.duplicates += 1
             self.results[stamp] = (now, np.array(labels, copy=True))
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        now = time.time()
+        for status in msg.status:
+            counters = node_counters(status)
+            if counters is not None:
+                with self.lock:
+                    self.reports[status.name] = (now, counters)
+
+    def _latest(self) -> Optional[Tuple[float, Dict[str, Any]]]:
+        """Return the node's latest report: the one for our image topic, else the only one."""
+        with self.lock:
+            reports = list(self.reports.values())
+        ours = [r for r in reports if r[1]['image_topic'] == self.image_topic]
+        if len(ours) == 1:
+            return ours[0]
+        return reports[0] if len(reports) == 1 else None
+
+    def settled_counters(self, after: float, results: int, timeout: float
+                         ) -> Optional[Dict[str, int]]:
+        """Return the node's frame counters once it is idle.
+
+        Idle: reported after ``after`` (time.time), nothing in flight, at least ``results``
+        frames processed. When the wait times out the latest counters are returned
+        (``in_flight`` then says what was still being processed); None when the node never
+        reported any.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            latest = self._latest()
+            if latest is not None:
+                at, c = latest
+                if at > after and c['in_flight'] == 0 and c['processed'] >= results:
+                    break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if latest is None:
+            return None
+        return {k: v for k, v in latest[1].items() if k in COUNTERS}
 
 
 def run_live(name: str, bag: Path, image_topic: str,
@@ -148,7 +215,6 @@ def run_live(name: str, bag: Path, image_topic: str,
         raise EvaluationError(f'live mode needs the built messages ({exc}); run colcon build '
                               'and source env.sh') from None
     from motionseg_ros.bags.player import BagPlayer
-    from motionseg_ros.bags.reader import stamp_to_ns
 
     env = _dds_env()
     for key in ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'):
@@ -179,7 +245,7 @@ def run_live(name: str, bag: Path, image_topic: str,
     published: Dict[int, float] = {}
     counters: Optional[Dict[str, int]] = None
     try:
-        collector = _Collector(node)
+        collector = _Collector(node, image_topic)
         player = BagPlayer(node, bag, topics=[image_topic], rate=options.rate, reliable=True,
                            depth=10)
         deadline = time.monotonic() + options.startup_timeout_s
@@ -202,6 +268,7 @@ def run_live(name: str, bag: Path, image_topic: str,
 
         t_play = time.time()
         player.play(on_publish=on_publish)
+        t_played = time.time()
         end = time.monotonic() + options.settle_s
         while time.monotonic() < end:
             with collector.lock:
@@ -215,8 +282,10 @@ def run_live(name: str, bag: Path, image_topic: str,
             results = dict(collector.results)
             duplicates = collector.duplicates
             errors = list(collector.errors)
+        after = max([t_played] + [r[0] for r in results.values()])
+        counters = collector.settled_counters(after, len(results), COUNTERS_WAIT_S)
     finally:
-        counters = _stop_node(proc, log, log_path)
+        _stop_node(proc, log)
         shutil.rmtree(work, ignore_errors=True)
         stop_spin.set()
         spinner.join(timeout=2.0)
@@ -246,7 +315,7 @@ def run_live(name: str, bag: Path, image_topic: str,
         gts.append((labels, void))
     if not frame_names:
         raise EvaluationError(f'{name}: no published frame has ground truth')
-    score = score_predictions(name, frame_names, preds, gts, options.per_object)
+    score = metrics.score_predictions(name, frame_names, preds, gts, options.per_object)
     score.missing = missing
     latencies = [(results[s][0] - published[s]) * 1e3 for s in received]
     # throughput over the span from the first frame sent to the last result received
@@ -257,14 +326,15 @@ def run_live(name: str, bag: Path, image_topic: str,
     runtime['duplicate_results'] = duplicates
     runtime['rate'] = options.rate
     if counters is not None:
-        runtime.update({f'node_{k}': v for k, v in counters.items()})
+        runtime.update({f'node_{k}': v for k, v in counters.items()
+                        if k != 'in_flight' or v})
         runtime['lost_in_transport'] = len(sent) - counters['received']
     score.runtime = runtime
     return score
 
 
-def _stop_node(proc: subprocess.Popen, log: Any, log_path: Path) -> Optional[Dict[str, int]]:
-    """SIGINT the node (Fast DDS cleans its shared memory), wait, parse its final counters."""
+def _stop_node(proc: subprocess.Popen, log: Any) -> None:
+    """SIGINT the node (Fast DDS cleans its shared memory) and wait for it to exit."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
         try:
@@ -277,12 +347,6 @@ def _stop_node(proc: subprocess.Popen, log: Any, log_path: Path) -> Optional[Dic
                 proc.kill()
                 proc.wait()
     log.close()
-    text = log_path.read_text(errors='replace')
-    found = COUNTERS_RE.findall(text)
-    if not found:
-        return None
-    r, p, d, j = (int(v) for v in found[-1])
-    return {'received': r, 'processed': p, 'dropped': d, 'rejected': j}
 
 
 def _tail(path: Path, lines: int = 5) -> str:

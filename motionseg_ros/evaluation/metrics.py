@@ -287,6 +287,18 @@ def match_objects(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray],
             'JF': (j_mean + f_mean) / 2.0}
 
 
+def score_predictions(name: str, frame_names: Sequence[str], preds: Sequence[np.ndarray],
+                      gts: Sequence[Tuple[np.ndarray, Optional[np.ndarray]]],
+                      per_object: bool) -> SequenceScore:
+    """MOS scores (and per-object ones when asked) of one sequence's annotated frames."""
+    labels = [g for g, _ in gts]
+    voids = [v for _, v in gts]
+    score = score_sequence_mos(name, list(frame_names), preds, labels, voids)
+    if per_object:
+        score.objects = match_objects(preds, labels, voids)
+    return score
+
+
 def aggregate(sequences: Sequence[SequenceScore]) -> Dict[str, Any]:
     """Dataset means: per-sequence means first, then the mean over sequences (DAVIS)."""
     if not sequences:

@@ -121,12 +121,34 @@ def is_bag(path: Path) -> bool:
     return (path / 'metadata.yaml').is_file()
 
 
+def choose_image_topic(path: Path, image_topics: List[str], topic: Optional[str] = None) -> str:
+    """Return the camera topic of a bag: ``topic``, else its only one, else /camera/image_raw.
+
+    The one rule of ``motionseg run --topic`` and ``motionseg evaluate --topic``; ground truth
+    (``/gt/masks``) is never a camera topic.
+    """
+    from motionseg_ros.bags.messages import GT_TOPIC
+    cameras = [t for t in image_topics if t != GT_TOPIC]
+    if topic is not None:
+        if topic not in cameras:
+            raise SourceError(f'{path}: no image topic {topic!r}; image topics: {cameras}')
+        return topic
+    if not cameras:
+        raise SourceError(f'{path}: no Image or CompressedImage topic in the bag'
+                          + (f' besides the ground truth {GT_TOPIC}' if image_topics else ''))
+    if len(cameras) == 1:
+        return cameras[0]
+    if '/camera/image_raw' in cameras:
+        return '/camera/image_raw'
+    raise SourceError(f'{path}: several image topics {cameras}; choose one with --topic')
+
+
 class BagSource(FrameSource):
     """Images of one topic of a rosbag (rosbag2 MCAP/sqlite3 or ROS 1), read without ROS.
 
     Stamps are the messages' header stamps (what the node would see); frames are named by
-    their index. The topic is ``topic`` or the bag's only image topic (``/camera/image_raw``
-    when there are several).
+    their index. The topic is chosen by :func:`choose_image_topic`. Depth images are refused
+    with the reason, as the node refuses them.
     """
 
     def __init__(self, path: Path, topic: Optional[str] = None) -> None:
@@ -141,17 +163,9 @@ class BagSource(FrameSource):
                 span = ((bag.end_ns or 0) - (bag.start_ns or 0)) * 1e-9
         except BagError as exc:
             raise SourceError(str(exc)) from None
-        if topic is None:
-            if not topics:
-                raise SourceError(f'{path}: no Image or CompressedImage topic in the bag')
-            if len(topics) > 1 and '/camera/image_raw' not in topics:
-                raise SourceError(f'{path}: several image topics {topics}; choose one with '
-                                  '--topic')
-            topic = '/camera/image_raw' if len(topics) > 1 else topics[0]
-        elif topic not in topics:
-            raise SourceError(f'{path}: no image topic {topic!r}; image topics: {topics}')
-        self.topic = topic
-        self._count = int(info[topic].count)
+        self.topic = choose_image_topic(path, topics, topic)
+        self.msgtype = info[self.topic].msgtype
+        self._count = int(info[self.topic].count)
         self.fps = (self._count - 1) / span if self._count > 1 and span > 0 else \
             DEFAULT_FOLDER_FPS
 
@@ -162,12 +176,14 @@ class BagSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         """Decode and yield the topic's images in log-time order."""
         from motionseg_ros.bags.reader import BagError, BagReader
+        from motionseg_ros.image_codec import ImageCodecError, check_camera_encoding
         try:
             with BagReader(self.path) as bag:
                 for i, im in enumerate(bag.images([self.topic])):
-                    if im.is_depth:
-                        raise SourceError(f'{self.path}: {self.topic} carries depth '
-                                          f'({im.encoding}), not colour images')
+                    try:
+                        check_camera_encoding(im.encoding)
+                    except ImageCodecError as exc:
+                        raise SourceError(f'{self.path}: {self.topic}: {exc}') from None
                     yield Frame(image=im.image, stamp_ns=im.stamp_ns, index=i, name=f'{i:05d}')
         except BagError as exc:
             raise SourceError(str(exc)) from None

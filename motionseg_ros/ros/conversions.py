@@ -1,9 +1,9 @@
 """Conversions between ROS messages and numpy / pipeline types.
 
-Input conversions are duck-typed (they read ``height``, ``width``, ``encoding``, ``step``,
-``is_bigendian``, ``data``), so they work on rclpy messages and on messages read from bags with
-``rosbags`` alike. Every malformed message raises :class:`ConversionError` whose text says what
-is wrong, so the node can log it and carry on with the next frame.
+Input conversions go through :mod:`motionseg_ros.image_codec`, the decoder the bag reader uses
+too, so a message decodes the same in the node and in ``motionseg run`` / ``evaluate``. Every
+malformed message raises :class:`ConversionError` whose text says what is wrong and whose
+``code`` names the kind, so the node can log it, count it and carry on with the next frame.
 
 Output builders turn a :class:`SegmentationResult` into ``MotionMasks``, ``TrajectoryArray``, a
 label ``Image``, a ``MarkerArray`` and a debug overlay. Message types are imported lazily so
@@ -19,129 +19,47 @@ from typing import Any, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from motionseg_ros import image_codec
+from motionseg_ros.stamps import stamp_to_ns
 from motionseg_ros.types import CameraIntrinsics, SegmentationResult
 
-#: encoding -> (numpy dtype, channels); what the node accepts on its image and depth topics
-ENCODINGS = {
-    'mono8': (np.uint8, 1), '8UC1': (np.uint8, 1),
-    'mono16': (np.uint16, 1), '16UC1': (np.uint16, 1),
-    'bgr8': (np.uint8, 3), 'rgb8': (np.uint8, 3), '8UC3': (np.uint8, 3),
-    'bgra8': (np.uint8, 4), 'rgba8': (np.uint8, 4), '8UC4': (np.uint8, 4),
-    'bgr16': (np.uint16, 3), 'rgb16': (np.uint16, 3),
-    'bgra16': (np.uint16, 4), 'rgba16': (np.uint16, 4),
-    '32FC1': (np.float32, 1),
-    'bayer_rggb8': (np.uint8, 1), 'bayer_bggr8': (np.uint8, 1),
-    'bayer_gbrg8': (np.uint8, 1), 'bayer_grbg8': (np.uint8, 1),
-    'yuv422': (np.uint8, 2), 'uyvy': (np.uint8, 2),
-    'yuv422_yuy2': (np.uint8, 2), 'yuyv': (np.uint8, 2),
-}
+__all__ = ['ENCODINGS', 'DEPTH_SCALE', 'ConversionError', 'stamp_to_ns', 'image_to_numpy',
+           'image_to_bgr8', 'compressed_to_bgr8', 'depth_to_metres',
+           'intrinsics_from_camera_info', 'numpy_to_image', 'label_image_msg',
+           'motion_masks_msg', 'trajectories_msg', 'label_colour', 'debug_overlay',
+           'trajectory_markers']
 
-#: OpenCV conversion to BGR for encodings that are not gray/BGR(A) already
-_TO_BGR = {
-    'rgb8': cv2.COLOR_RGB2BGR, 'rgb16': cv2.COLOR_RGB2BGR,
-    'rgba8': cv2.COLOR_RGBA2BGR, 'rgba16': cv2.COLOR_RGBA2BGR,
-    'bgra8': cv2.COLOR_BGRA2BGR, 'bgra16': cv2.COLOR_BGRA2BGR,
-    # OpenCV names Bayer patterns after the second row's first two pixels
-    'bayer_rggb8': cv2.COLOR_BayerBG2BGR, 'bayer_bggr8': cv2.COLOR_BayerRG2BGR,
-    'bayer_gbrg8': cv2.COLOR_BayerGR2BGR, 'bayer_grbg8': cv2.COLOR_BayerGB2BGR,
-    'yuv422': cv2.COLOR_YUV2BGR_UYVY, 'uyvy': cv2.COLOR_YUV2BGR_UYVY,
-    'yuv422_yuy2': cv2.COLOR_YUV2BGR_YUY2, 'yuyv': cv2.COLOR_YUV2BGR_YUY2,
-}
-
-#: depth encodings (REP 118): 16-bit millimetres or 32-bit float metres
-DEPTH_SCALE = {'16UC1': 1e-3, 'mono16': 1e-3, '32FC1': 1.0}
-
-
-class ConversionError(ValueError):
-    """A message that cannot be converted; the text says why, ``code`` names the kind."""
-
-    def __init__(self, message: str, code: str = 'invalid') -> None:
-        """Keep a short machine-readable ``code`` (counted per kind in diagnostics)."""
-        super().__init__(message)
-        self.code = code
+#: the encodings the node accepts (one table with the bag reader: see image_codec)
+ENCODINGS = image_codec.ENCODINGS
+#: depth encodings (REP 118) -> metres per unit
+DEPTH_SCALE = image_codec.DEPTH_SCALE
+#: a message that cannot be converted; ``code`` names the kind (counted in diagnostics)
+ConversionError = image_codec.ImageCodecError
 
 
 # ---------------------------------------------------------------------------------- inputs
-def stamp_to_ns(stamp: Any) -> int:
-    """Return a ``builtin_interfaces/Time`` as integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def image_to_numpy(msg: Any) -> np.ndarray:
     """Return the pixels of a ``sensor_msgs/Image`` as (H, W) or (H, W, C), native layout.
 
     Honours row padding (``step``) and byte order; raises :class:`ConversionError` for a 0x0
-    image, an unknown encoding, a ``step`` too small for the width, or a data length that is
-    not ``step * height``.
+    image, an unknown encoding, a ``step`` too small for the width, or a data length that does
+    not fit ``step`` and ``height``.
     """
-    height, width = int(msg.height), int(msg.width)
-    encoding = str(msg.encoding)
-    if height == 0 or width == 0:
-        raise ConversionError(f'empty image ({width}x{height}, encoding {encoding!r})',
-                              'empty_image')
-    if encoding not in ENCODINGS:
-        raise ConversionError(f'unsupported encoding {encoding!r} (supported: '
-                              f'{", ".join(sorted(ENCODINGS))})', 'unsupported_encoding')
-    dtype, channels = ENCODINGS[encoding]
-    dtype = np.dtype(dtype)
-    row_bytes = width * channels * dtype.itemsize
-    step = int(msg.step)
-    if step < row_bytes:
-        raise ConversionError(f'step {step} is smaller than width x pixel size = {row_bytes} '
-                              f'({width} px of {encoding})', 'bad_step')
-    data = msg.data
-    buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) \
-        else data.view(np.uint8).reshape(-1)
-    if buf.size != step * height:
-        raise ConversionError(f'data length {buf.size} != step x height = {step} x {height} '
-                              f'= {step * height}', 'bad_data_length')
-    rows = buf.reshape(height, step)[:, :row_bytes]
-    big = bool(msg.is_bigendian)
-    wire = dtype.newbyteorder('>' if big else '<') if dtype.itemsize > 1 else dtype
-    pixels = np.ascontiguousarray(rows).view(wire)
-    if dtype.itemsize > 1 and big != (sys.byteorder == 'big'):
-        pixels = pixels.astype(dtype)  # to native byte order
-    shape = (height, width) if channels == 1 else (height, width, channels)
-    return pixels.reshape(shape)
+    return image_codec.decode_raw(msg).pixels
 
 
 def image_to_bgr8(msg: Any) -> np.ndarray:
     """Return a ``sensor_msgs/Image`` as a BGR (or gray) uint8 image for the pipeline.
 
-    Gray images stay (H, W); the pipeline turns them into BGR itself.
+    Gray images stay (H, W); the pipeline turns them into BGR itself. Depth encodings are
+    refused with the reason.
     """
-    encoding = str(msg.encoding)
-    pixels = image_to_numpy(msg)
-    if encoding == '32FC1':
-        raise ConversionError('32FC1 is a depth encoding, not a camera image',
-                              'unsupported_encoding')
-    if pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
-    code = _TO_BGR.get(encoding)
-    if code is not None:
-        pixels = cv2.cvtColor(pixels, code)
-    return pixels
+    return image_codec.camera_bgr8(image_codec.decode_raw(msg))
 
 
 def compressed_to_bgr8(msg: Any) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg, png) to BGR or gray uint8."""
-    data = np.frombuffer(msg.data, np.uint8) if not isinstance(msg.data, np.ndarray) \
-        else msg.data.astype(np.uint8, copy=False).reshape(-1)
-    fmt = str(getattr(msg, 'format', ''))
-    if data.size == 0:
-        raise ConversionError(f'empty compressed image (format {fmt!r})', 'empty_image')
-    if 'compressedDepth' in fmt:
-        raise ConversionError(f'compressed depth ({fmt!r}) is not a camera image',
-                              'unsupported_encoding')
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ConversionError(f'could not decode compressed image of {data.size} bytes '
-                              f'(format {fmt!r})', 'decode_failed')
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    return image
+    return image_codec.camera_bgr8(image_codec.decode_compressed(msg))
 
 
 def depth_to_metres(msg: Any) -> np.ndarray:
@@ -150,19 +68,7 @@ def depth_to_metres(msg: Any) -> np.ndarray:
     Raises :class:`ConversionError` for another encoding or when no pixel is valid (all NaN,
     inf or 0), which is a broken sensor rather than a scene.
     """
-    encoding = str(msg.encoding)
-    if encoding not in DEPTH_SCALE:
-        raise ConversionError(f'unsupported depth encoding {encoding!r} (expected 16UC1 in '
-                              'millimetres or 32FC1 in metres)', 'unsupported_encoding')
-    raw = image_to_numpy(msg)
-    depth = raw.astype(np.float32) * np.float32(DEPTH_SCALE[encoding])
-    bad = ~np.isfinite(depth) | (depth <= 0)
-    if bad.all():
-        raise ConversionError(f'depth image has no valid pixel (all NaN, inf or <= 0, '
-                              f'{encoding})', 'no_valid_depth')
-    if bad.any():
-        depth[bad] = np.nan
-    return depth
+    return image_codec.raw_depth_metres(msg)
 
 
 def intrinsics_from_camera_info(msg: Any) -> CameraIntrinsics:
