@@ -4,7 +4,9 @@ Every model is a random-init one saved in its real on-disk format (transformers 
 ``moseg.pth``-style state dict) to tmp_path and loaded by the backends exactly as released
 weights would be; nothing is downloaded. CoTracker3 is an optional GitHub-only package, so the
 pipeline test swaps in the klt tracker; the cotracker3 backend has its own test that skips only
-where ``cotracker`` is absent.
+where ``cotracker`` is absent. torch and transformers are pinned requirements
+(requirements/), not optional: without them these tests fail, as does a shipped backend that
+does not load; only an optional package that is not installed (OPTIONAL) skips, naming it.
 """
 
 from __future__ import annotations
@@ -15,16 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip('torch')
-pytest.importorskip('transformers')
+import torch
+import transformers  # noqa: F401 - a requirement (requirements/base.txt): fail, never skip
+from conftest import DAVIS, require_data
+from tiny_gpu_models import make_depth_anything, make_dinov2, make_sam2
 
-from conftest import DAVIS, require_data  # noqa: E402
-from tiny_gpu_models import make_depth_anything, make_dinov2, make_sam2  # noqa: E402
+from motionseg_ros import registry
+from motionseg_ros.config import load_config, package_config_dir
+from motionseg_ros.stages import StageContext
+from motionseg_ros.types import Frame, TrackWindow
 
-from motionseg_ros import registry  # noqa: E402
-from motionseg_ros.config import load_config  # noqa: E402
-from motionseg_ros.stages import StageContext  # noqa: E402
-from motionseg_ros.types import Frame, TrackWindow  # noqa: E402
+#: optional extras, not in requirements/: a test needing one skips where it is not installed
+OPTIONAL = {'cotracker': 'CoTracker3 (CC-BY-NC, GitHub only; see README)',
+            'timm': "EdgeTAM's RepViT backbone (optional extra)"}
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 
@@ -76,13 +81,36 @@ def test_gpu_yaml_names_every_paper_stage():
         assert key in cfg['densifier']['params']
 
 
+def shipped_backends():
+    """(stage, backend, configs naming it) for every stage a packaged pipeline config uses."""
+    named = {}
+    for path in sorted(package_config_dir().glob('*.yaml')):
+        cfg = load_config(path)   # merged over default.yaml: every stage is named
+        if 'pipeline' not in cfg or path.name == 'segment.yaml':
+            continue
+        for kind in registry.STAGE_PACKAGES:
+            if isinstance(cfg.get(kind), dict) and cfg[kind].get('name') not in (None, 'none'):
+                named.setdefault((kind, cfg[kind]['name']), []).append(path.name)
+    return [(kind, name, ', '.join(configs)) for (kind, name), configs in named.items()]
+
+
+@pytest.mark.parametrize('kind, name, configs', shipped_backends())
+def test_every_shipped_backend_loads(kind, name, configs):
+    """A backend a packaged config names must import; only a missing optional extra skips."""
+    try:
+        registry.resolve(kind, name)
+    except registry.BackendError as exc:
+        missing = (getattr(exc.__cause__, 'name', None) or '').split('.')[0]
+        if missing in OPTIONAL:
+            pytest.skip(f'{kind} {name} ({configs}) needs {missing!r}, not installed: '
+                        f'{OPTIONAL[missing]}')
+        raise
+
+
 def test_gpu_profile_end_to_end(tiny, tmp_path):
     from motionseg_ros.pipeline import StreamingPipeline
     for kind, name in (('tracker', 'klt'), ('classifier', 'moseg'), ('grouping', 'affinity')):
-        try:
-            registry.resolve(kind, name)
-        except registry.BackendError as exc:
-            pytest.skip(f'{kind} {name} not available yet: {exc}')
+        registry.resolve(kind, name)   # shipped: an import error here is a failure
     feat_dim = 32
     overrides = [
         'tracker.name=klt', 'tracker.params={}',
@@ -185,7 +213,7 @@ def test_sam2_memory_and_objects_bounded_over_1000_frames(tiny):
 
 @pytest.mark.slow
 def test_edgetam_video_runs_through_the_same_densifier(tmp_path):
-    pytest.importorskip('timm')   # EdgeTAM's RepViT backbone comes from timm (optional extra)
+    pytest.importorskip('timm', reason=f'timm not installed: {OPTIONAL["timm"]}')
     from tiny_gpu_models import make_edgetam
     path = make_edgetam(tmp_path / 'edgetam')
     d = registry.create('densifier', 'sam2', {'model': str(path), 'model_type': 'edgetam',
@@ -413,7 +441,7 @@ def test_cotracker3_missing_package_or_checkpoint_is_clear(tmp_path):
 
 @pytest.mark.slow
 def test_cotracker3_online_keeps_ids(tmp_path):
-    pytest.importorskip('cotracker')
+    pytest.importorskip('cotracker', reason=f'cotracker not installed: {OPTIONAL["cotracker"]}')
     from cotracker.models.build_cotracker import build_cotracker
     torch.manual_seed(0)
     model = build_cotracker(None, offline=False, window_len=16)

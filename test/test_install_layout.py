@@ -70,3 +70,12 @@ def test_pure_python_library_needs_no_ros_build(tmp_path):
     out = subprocess.run([sys.executable, '-c', code], cwd=str(REPO), capture_output=True,
                          text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
+
+
+def test_object_ids_have_one_type():
+    """ObjectMask.id and Trajectory.object_id compare directly: both int32 (-1 = no object)."""
+    from motionseg_ros.msg import ObjectMask, Trajectory
+    mask_id = ObjectMask.get_fields_and_field_types()['id']
+    track_object = Trajectory.get_fields_and_field_types()['object_id']
+    assert mask_id == track_object == 'int32'
+    assert Trajectory().object_id == 0 and Trajectory(object_id=-1).object_id == -1

@@ -119,11 +119,14 @@ def test_replay_rate_offset_topics_remap_clock(tmp_path, ros):
     subscribe(node, Image, '/remapped/image', images)
     subscribe(node, Clock, '/clock', clocks)
     # skip the first 0.2 s (4 frames) and play twice as fast, images only
+    # rcl remapping rules apply once, the first matching rule wins (no chaining)
     proc = replay([str(tmp_path / 'bag'), '--rate', '2', '--start-offset', '0.2', '--clock',
                    '--topics', '/camera/image_raw', '--remap',
-                   '/camera/image_raw:=/remapped/image', '--wait-subscribers', '20'])
+                   '/camera/image_raw:=/remapped/image', '/remapped/image:=/elsewhere',
+                   '--wait-subscribers', '20'])
     out = collect(node, executor, proc, {'img': images}, {'img': 6})
     assert proc.returncode == 0, out
+    assert '/camera/image_raw -> /remapped/image' in out and 'deprecated' not in out, out
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in images]
     assert stamps == [s for s, _ in frames[4:]], out
     assert clocks, 'no /clock published'
@@ -211,7 +214,41 @@ def test_replay_loop_until_interrupted(tmp_path, ros):
     assert proc.returncode == 0, out
     assert 'published' in out and 'Traceback' not in out
     stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in images]
-    assert stamps[:8] == [s for s, _ in frames] * 2
+    # every loop continues the recorded 20 fps: shifted by 3 intervals + 1 period (no reset)
+    period = int(1e9 / FPS)
+    expected = [s + k * 4 * period for k in range(3) for s, _ in frames]
+    assert stamps[:9] == expected[:9], out
+    assert all(b > a for a, b in zip(stamps, stamps[1:])), stamps
+    # the rest of the message is the recorded one
+    assert bytes(images[4][1].data) == bytes(images[0][1].data)
+
+
+def test_shift_stamps_reaches_nested_and_sequence_times():
+    from builtin_interfaces.msg import Time
+
+    from motionseg_ros.bags.player import shift_stamps
+    from motionseg_ros.msg import Trajectory, TrajectoryArray
+    msg = TrajectoryArray()
+    msg.header.stamp = Time(sec=1, nanosec=900_000_000)
+    msg.trajectories = [Trajectory(stamps=[Time(sec=2, nanosec=0), Time(sec=2, nanosec=5)])]
+    shift_stamps(msg, 250_000_000)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (2, 150_000_000)
+    assert [(t.sec, t.nanosec) for t in msg.trajectories[0].stamps] == [
+        (2, 250_000_000), (2, 250_000_005)]
+
+
+def test_replay_waits_for_discovery_by_default(tmp_path, ros):
+    """Without --wait-subscribers the first frames used to go out before discovery (lost)."""
+    node, executor = ros
+    frames = make_bag(tmp_path / 'bag', n=20)
+    images = []
+    subscribe(node, Image, '/camera/image_raw', images)
+    proc = replay([str(tmp_path / 'bag'), '--topics', '/camera/image_raw'])
+    out = collect(node, executor, proc, {'img': images}, {'img': len(frames)})
+    assert proc.returncode == 0, out
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in images]
+    assert stamps == [s for s, _ in frames], out
+    assert 'subscribers matched' in out, out
 
 
 def test_replay_partial_ros2_bag_with_zstd_messages(ros):

@@ -209,54 +209,56 @@ class BagPlayer:
         msg.clock = Time(sec=int(bag_ns // 1_000_000_000), nanosec=int(bag_ns % 1_000_000_000))
         self.clock_pub.publish(msg)
 
-    def _payload(self, m: BagMessage) -> Any:
-        if m.raw_format == 'cdr':
+    def _payload(self, m: BagMessage, offset_ns: int = 0) -> Any:
+        """Return the recorded bytes when they can go out as they are, else a message."""
+        if m.raw_format == 'cdr' and not offset_ns:
             return m.raw
-        return copy_fields(m.msg, self.classes[m.topic])
+        if m.raw_format == 'cdr':
+            from rclpy.serialization import deserialize_message
+            msg = deserialize_message(m.raw, self.classes[m.topic])
+        else:
+            msg = copy_fields(m.msg, self.classes[m.topic])
+        return shift_stamps(msg, offset_ns) if offset_ns else msg
 
     def play(self, stop: Optional[threading.Event] = None,
              on_publish: Optional[Callable[[BagMessage, float], None]] = None) -> PlayStats:
         """Publish every message at its recorded time (scaled by ``rate``); return the counts.
 
         ``on_publish(message, wall_time)`` is called right after each publish. ``stop`` ends
-        the play early (also between loops).
+        the play early (also between loops). With ``loop``, loop k is shifted by k times the
+        played span plus one period, in timing, in ``/clock`` and in every stamp of the
+        messages (``builtin_interfaces/Time`` fields), so that time never goes backwards.
         """
+        timing = _Timing()
         while True:
-            self._play_once(stop, on_publish)
+            self._play_once(stop, on_publish, timing)
             self.stats.loops += 1
-            if not self.loop or (stop is not None and stop.is_set()):
+            if not self.loop or (stop is not None and stop.is_set()) or timing.first_ns is None:
                 return self.stats
+            timing.offset_ns = self.stats.loops * timing.loop_ns(self.stats)
 
     def _play_once(self, stop: Optional[threading.Event],
-                   on_publish: Optional[Callable[[BagMessage, float], None]]) -> None:
+                   on_publish: Optional[Callable[[BagMessage, float], None]],
+                   timing: '_Timing') -> None:
         if self.start_ns is None:
             return
         first_ns = self.start_ns + self.start_offset_ns
-        t0: Optional[float] = None
         with BagReader(self.path, allow_partial=self.allow_partial) as reader:
             for m in reader.messages(self.topics):
                 if m.log_ns < first_ns:
                     continue
-                if t0 is None:
-                    t0 = time.monotonic()
-                target = t0 + (m.log_ns - first_ns) / 1e9 / self.rate
-                while True:
-                    if (stop is not None and stop.is_set()) or not self.node.context.ok():
-                        return
-                    now = time.monotonic()
-                    wait = target - now
-                    if wait <= 0:
-                        break
-                    if self.clock_pub is not None and self.clock_period:
-                        bag_now = first_ns + int((now - t0) * self.rate * 1e9)
-                        self._publish_clock(bag_now)
-                        time.sleep(min(wait, self.clock_period))
-                    else:
-                        time.sleep(min(wait, 0.05))
-                self._publish_clock(m.log_ns)
+                if timing.t0 is None:
+                    timing.t0, timing.first_ns = time.monotonic(), m.log_ns
+                if not self.stats.loops:
+                    timing.last_ns = m.log_ns
+                bag_ns = m.log_ns + timing.offset_ns
+                target = timing.t0 + (bag_ns - timing.first_ns) / 1e9 / self.rate
+                if not self._wait_until(target, timing, stop):
+                    return
+                self._publish_clock(bag_ns)
                 late = (time.monotonic() - target) * 1e3
                 self.stats.late_ms_max = max(self.stats.late_ms_max, late)
-                self.publishers[m.topic].publish(self._payload(m))
+                self.publishers[m.topic].publish(self._payload(m, timing.offset_ns))
                 wall = time.time()
                 if self.stats.first_wall is None:
                     self.stats.first_wall = wall
@@ -264,6 +266,54 @@ class BagPlayer:
                 self.stats.published[m.topic] += 1
                 if on_publish is not None:
                     on_publish(m, wall)
+
+    def _wait_until(self, target: float, timing: '_Timing',
+                    stop: Optional[threading.Event]) -> bool:
+        """Sleep until monotonic ``target`` publishing /clock meanwhile; False when stopped."""
+        while True:
+            if (stop is not None and stop.is_set()) or not self.node.context.ok():
+                return False
+            now = time.monotonic()
+            wait = target - now
+            if wait <= 0:
+                return True
+            if self.clock_pub is not None and self.clock_period:
+                self._publish_clock(timing.first_ns + int((now - timing.t0) * self.rate * 1e9))
+                time.sleep(min(wait, self.clock_period))
+            else:
+                time.sleep(min(wait, 0.05))
+
+
+@dataclass
+class _Timing:
+    """Bag time <-> wall time of a play, kept across loops."""
+
+    t0: Optional[float] = None          # monotonic time of the first message
+    first_ns: Optional[int] = None      # its log time
+    last_ns: Optional[int] = None       # log time of the first loop's last message
+    offset_ns: int = 0                  # added to log times and stamps in this loop
+
+    def loop_ns(self, stats: PlayStats) -> int:
+        """Played span plus one period (span over the busiest topic's intervals; 1 s alone)."""
+        span = self.last_ns - self.first_ns
+        count = max(stats.published.values()) // max(stats.loops, 1)
+        return span + (span // (count - 1) if count > 1 and span > 0 else 1_000_000_000)
+
+
+def shift_stamps(msg: Any, offset_ns: int) -> Any:
+    """Add ``offset_ns`` to every ``builtin_interfaces/Time`` in an rclpy message (in place)."""
+    from builtin_interfaces.msg import Time
+    if isinstance(msg, Time):
+        total = msg.sec * 1_000_000_000 + msg.nanosec + offset_ns
+        msg.sec, msg.nanosec = int(total // 1_000_000_000), int(total % 1_000_000_000)
+    elif isinstance(msg, list):
+        for item in msg:
+            shift_stamps(item, offset_ns)
+    elif hasattr(msg, 'get_fields_and_field_types'):
+        for name, typ in msg.get_fields_and_field_types().items():
+            if '/' in typ:    # a message or a sequence of messages (not plain data arrays)
+                shift_stamps(getattr(msg, name), offset_ns)
+    return msg
 
 
 def parse_remaps(items: Optional[List[str]]) -> Dict[str, str]:

@@ -2,8 +2,12 @@
 
 A stand-in for ``ros2 bag play`` where rosbag2 is absent: rosbag2 (MCAP, sqlite3) and ROS 1
 bags, all topics or ``--topics``, ``--rate`` factor, ``--start-offset`` seconds into the bag,
-``--loop``, ``--clock`` (rosgraph_msgs/Clock with the bag time, for use_sim_time), and
-``--remap FROM:=TO``. Publishers are reliable with depth 10 unless ``--best-effort``.
+``--loop`` (each loop's stamps shifted by the played span plus one period, so time keeps
+increasing), ``--clock`` (rosgraph_msgs/Clock with the bag time, for use_sim_time), and
+``--remap FROM:=TO`` (rcl remapping rules, given to rcl once as ``--ros-args -r``). Publishers
+are reliable with depth 10 unless ``--best-effort``. Playing starts once every topic has a
+subscriber, or after ``--wait-subscribers`` seconds (5; 0 = at once): a publisher's first
+messages are lost until discovery matched its subscribers.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+import time
+from typing import Any, List
 
 from motionseg_ros.cli import CliError
 
@@ -30,8 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO')
     p.add_argument('--best-effort', action='store_true', help='best-effort publishers')
     p.add_argument('--depth', type=int, default=10, help='publisher queue depth')
-    p.add_argument('--wait-subscribers', type=float, default=0.0, metavar='SECONDS',
-                   help='wait up to SECONDS for a subscriber on every topic before playing')
+    p.add_argument('--wait-subscribers', type=float, default=5.0, metavar='SECONDS',
+                   help='wait up to SECONDS (default 5; 0 = none) for a subscriber on every '
+                        'topic before playing')
     p.add_argument('--allow-partial', action='store_true',
                    help='play the present files of a split bag with files missing')
     p.set_defaults(func=run)
@@ -49,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         remap = parse_remaps(args.remap)
     except BagError as exc:
         raise CliError(str(exc)) from None
-    try:   # Ctrl-C must end the play, not invalidate the context under a publish
-        from rclpy.signals import SignalHandlerOptions
-        rclpy.init(args=None, signal_handler_options=SignalHandlerOptions.NO)
-    except ImportError:  # pragma: no cover - older rclpy
-        rclpy.init(args=None)
+    # rcl gets only the remapping rules, once (not sys.argv: it would apply them again)
+    ros_args = ['motionseg_replay', '--ros-args']
+    for src, dst in remap.items():
+        ros_args += ['-r', f'{src}:={dst}']
+    _init_rclpy(rclpy, ros_args)
     node = rclpy.create_node('motionseg_replay')
     stop = threading.Event()
     # Ctrl-C / SIGTERM end the play between two messages; the summary is still printed.
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         try:
-            player = BagPlayer(node, args.bag, topics=args.topics, remap=remap, rate=args.rate,
+            player = BagPlayer(node, args.bag, topics=args.topics, rate=args.rate,
                                start_offset=args.start_offset, loop=args.loop,
                                clock=args.clock, clock_hz=args.clock_hz,
                                reliable=not args.best_effort, depth=args.depth,
@@ -70,10 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
         for warning in _warnings(args) + player.warnings:
             print(f'warning: {warning}')
-        if args.wait_subscribers > 0 and not player.wait_for_subscribers(
-                timeout=args.wait_subscribers):
-            print(f'warning: no subscriber on some topics after {args.wait_subscribers:g} s; '
-                  'playing anyway')
+        _wait_for_subscribers(player, args.wait_subscribers)
         names = ', '.join(f'{t} -> {player.output_topic(t)}' if player.output_topic(t) != t
                           else t for t in player.topics)
         print(f'playing {args.bag} at x{args.rate:g}: {names}', flush=True)
@@ -93,6 +97,35 @@ def run(args: argparse.Namespace) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def _init_rclpy(rclpy: Any, ros_args: List[str]) -> None:
+    """Init rclpy with ``ros_args``; without its signal handlers (Ctrl-C ends the play)."""
+    try:
+        from rclpy.signals import SignalHandlerOptions
+        options = {'signal_handler_options': SignalHandlerOptions.NO}
+    except ImportError:  # pragma: no cover - older rclpy
+        options = {}
+    try:
+        rclpy.init(args=ros_args, **options)
+    except Exception as exc:  # noqa: BLE001 - rcl rejects a malformed rule (RCLError)
+        raise CliError(f'bad --remap {ros_args[2:]}: {exc}') from None
+
+
+def _wait_for_subscribers(player: Any, timeout: float) -> None:
+    """Wait (bounded) until every published topic has a subscriber; say what happened."""
+    if timeout <= 0:
+        return
+    print(f'waiting up to {timeout:g} s for a subscriber on every topic '
+          '(--wait-subscribers 0: start at once)', flush=True)
+    start = time.monotonic()
+    if player.wait_for_subscribers(timeout=timeout):
+        print(f'subscribers matched after {time.monotonic() - start:.1f} s', flush=True)
+        return
+    missing = [player.output_topic(t) for t in player.topics
+               if player.publishers[t].get_subscription_count() < 1]
+    print(f'warning: no subscriber on {", ".join(missing)} after {timeout:g} s; playing anyway',
+          flush=True)
 
 
 def _warnings(args: argparse.Namespace) -> list:
