@@ -30,6 +30,24 @@ from motionseg_ros.weights import (free_gpu_memory, is_oom, resolve_device, reso
 LOG = logging.getLogger(__name__)
 
 
+def normalise(disp: np.ndarray, output: str = 'depth', eps: float = 1e-3) -> np.ndarray:
+    """Min-max normalise a disparity map over its finite pixels (near = 1), as the reference.
+
+    ``output`` depth: ``1 / clip(normalised, eps, 1)``. Non-finite pixels stay NaN; a flat map
+    is 0 (the reference's to_uint16 writes zeros then).
+    """
+    disp = np.asarray(disp, np.float32)
+    finite = np.isfinite(disp)
+    if not finite.any():
+        return np.full(disp.shape, np.nan, np.float32)
+    lo, hi = float(disp[finite].min()), float(disp[finite].max())
+    out = (disp - lo) / (hi - lo) if hi > lo else np.zeros_like(disp)
+    if output == 'depth':
+        out = 1.0 / np.clip(out, eps, 1.0)
+    out[~finite] = np.nan
+    return out.astype(np.float32)
+
+
 @register('depth', 'depth_anything')
 class DepthAnythingDepth(DepthEstimator):
     """Per-frame min-max normalised disparity from ``DepthAnythingForDepthEstimation``."""
@@ -110,15 +128,7 @@ class DepthAnythingDepth(DepthEstimator):
                 msg = f'depth_anything: GPU out of memory; input_size lowered to {self.input_size}'
                 LOG.warning(msg)
                 ctx.scratch.setdefault('warnings', []).append(msg)
-        finite = np.isfinite(disp)
-        if not finite.any():
-            return np.full(frame.size, np.nan, np.float32)
-        lo, hi = float(disp[finite].min()), float(disp[finite].max())
-        out = (disp - lo) / (hi - lo) if hi > lo else np.zeros_like(disp)
-        if self.output == 'depth':
-            out = 1.0 / np.clip(out, self.eps, 1.0)
-        out[~finite] = np.nan
-        return out.astype(np.float32)
+        return normalise(disp, self.output, self.eps)
 
     def close(self) -> None:
         """Free the model."""
