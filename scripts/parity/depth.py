@@ -75,17 +75,21 @@ def random_model(size: str, seed: int):
     from transformers import DepthAnythingForDepthEstimation
     torch.manual_seed(seed)
     model = DepthAnythingForDepthEstimation(depth_anything_config(size)).eval()
-    conv = model.head.conv3
+    spread_output(model.head.conv3, lambda x: model(pixel_values=x), seed)
+    return model
+
+
+def spread_output(conv, forward, seed: int) -> None:
+    """Rescale the last conv so its output is about N(3, 1) on a seeded noise image."""
+    import torch
     seen = []
     handle = conv.register_forward_hook(lambda mod, inp, out: seen.append(out.detach()))
     with torch.no_grad():
-        noise = torch.randn(1, 3, 196, 252, generator=torch.Generator().manual_seed(seed))
-        model(pixel_values=noise)
+        forward(torch.randn(1, 3, 196, 252, generator=torch.Generator().manual_seed(seed)))
         handle.remove()
         out = seen[0] - conv.bias.view(1, -1, 1, 1)
         conv.weight /= out.std()
         conv.bias.copy_(3.0 - out.mean() / out.std())
-    return model
 
 
 def save_model(dest: Path, size: str, seed: int) -> Path:
@@ -167,6 +171,85 @@ def product_side(model_dir: Path, frames: list, dtype: str, eps: float) -> dict:
             'inv': np.stack(quirk), 'loaded': maps}
 
 
+# ------------------------------------------------------------------ Depth-Anything-V2's own code
+def da2_to_transformers(state: dict) -> dict:
+    """Rename a Depth-Anything-V2 repository state dict to DepthAnythingForDepthEstimation's.
+
+    The ViT's fused qkv is split into q, k, v; the DPT's refinenet4 (deepest) is fusion layer 0.
+    """
+    out = {}
+    for key, value in state.items():
+        parts = key.split('.')
+        if parts[0] == 'pretrained':
+            name = '.'.join(parts[1:])
+            if parts[1] == 'blocks':
+                layer, rest = parts[2], '.'.join(parts[3:])
+                prefix = f'backbone.encoder.layer.{layer}.'
+                if rest.startswith('attn.qkv.'):
+                    for proj, chunk in zip('qkv', value.chunk(3, dim=0)):
+                        out[f'{prefix}attention.{proj}_proj.{parts[-1]}'] = chunk.clone()
+                    continue
+                rest = (rest.replace('attn.proj.', 'attention.o_proj.')
+                        .replace('ls1.gamma', 'layer_scale1.lambda1')
+                        .replace('ls2.gamma', 'layer_scale2.lambda1'))
+                out[prefix + rest] = value
+                continue
+            name = {'cls_token': 'embeddings.cls_token', 'mask_token': 'embeddings.mask_token',
+                    'pos_embed': 'embeddings.position_embeddings',
+                    'patch_embed.proj.weight': 'embeddings.patch_embeddings.projection.weight',
+                    'patch_embed.proj.bias': 'embeddings.patch_embeddings.projection.bias',
+                    'norm.weight': 'layernorm.weight', 'norm.bias': 'layernorm.bias'}[name]
+            out['backbone.' + name] = value
+            continue
+        head = '.'.join(parts[1:])                                 # depth_head.*
+        if parts[1] in ('projects', 'resize_layers'):
+            kind = 'projection' if parts[1] == 'projects' else 'resize'
+            out[f'neck.reassemble_stage.layers.{parts[2]}.{kind}.{parts[3]}'] = value
+        elif parts[2].endswith('_rn'):
+            out[f'neck.convs.{int(parts[2][5]) - 1}.{parts[3]}'] = value
+        elif parts[2].startswith('refinenet'):
+            layer = 4 - int(parts[2][-1])
+            rest = '.'.join(parts[3:]).replace('out_conv', 'projection').replace(
+                'resConfUnit', 'residual_layer').replace('conv1', 'convolution1').replace(
+                'conv2', 'convolution2')
+            out[f'neck.fusion_stage.layers.{layer}.{rest}'] = value
+        else:
+            name = {'scratch.output_conv1': 'head.conv1', 'scratch.output_conv2.0': 'head.conv2',
+                    'scratch.output_conv2.2': 'head.conv3'}[head.rsplit('.', 1)[0]]
+            out[f'{name}.{parts[-1]}'] = value
+    return out
+
+
+def da2_check(da2_path: Path, frames: list, seed: int, work: Path) -> bool:
+    """Random DA2-repo Small vs the product's network on the reference's input tensor."""
+    import cv2
+    import torch
+    from motionseg_ros.depth.depth_anything import DepthAnythingDepth
+    from motionseg_ros.depth.preprocess import reference_pixels
+    from transformers import DepthAnythingForDepthEstimation
+    sys.path.insert(0, str(da2_path))
+    from depth_anything_v2.dpt import DepthAnythingV2
+    torch.manual_seed(seed)
+    theirs = DepthAnythingV2(encoder='vits', features=64, out_channels=[48, 96, 192, 384]).eval()
+    spread_output(theirs.depth_head.scratch.output_conv2[2], theirs, seed)
+    ours = DepthAnythingForDepthEstimation(depth_anything_config('small')).eval()
+    ours.load_state_dict(da2_to_transformers(theirs.state_dict()), strict=True)
+    ours.save_pretrained(work / 'da2_converted')
+    stage = DepthAnythingDepth(model=str(work / 'da2_converted'), device='cpu',
+                               dtype='float32', preprocessing='reference')
+    worst = 0.0
+    for f in frames:
+        pixels = torch.from_numpy(reference_pixels(cv2.imread(str(f)), 518, 14))
+        with torch.inference_mode():
+            a = theirs(pixels)
+            b = stage.model(pixel_values=pixels).predicted_depth
+        worst = max(worst, float((a - b).abs().max() / a.abs().max()))
+    ok = worst <= TOLERANCE
+    print(f'{"DA2 repo network vs product":34s} max rel {worst:.3e} on {tuple(pixels.shape)} '
+          f'input (tolerance {TOLERANCE:g}) {"OK" if ok else "ABOVE TOLERANCE"}')
+    return ok
+
+
 def minmax(x: np.ndarray) -> np.ndarray:
     """Per-frame min-max normalisation in float64 (the reference's to_uint16 before x65535)."""
     lo = x.min(axis=(1, 2), keepdims=True)
@@ -233,6 +316,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('ref_path', type=Path, nargs='?', default=Path('.'),
                     help='checkout of nnanhuang/SegAnyMo')
+    ap.add_argument('da2_ref_path', type=Path, nargs='?',
+                    help='checkout of DepthAnything/Depth-Anything-V2 (optional)')
     ap.add_argument('--ref-python', default=sys.executable,
                     help='interpreter with the reference pins (transformers==4.44.0 ...)')
     ap.add_argument('--images', type=Path, default=DEFAULT_FRAMES)
@@ -268,6 +353,8 @@ def main() -> int:
                         '--frames', str(args.frames)], check=True)
         ref = dict(np.load(out))
         ours = product_side(model_dir, frames, args.dtype, args.eps)
+        if args.da2_ref_path:
+            ok &= da2_check(args.da2_ref_path, frames, args.seed, Path(tmp))
     tv, pv = ref['versions']
     print(f'frames: {len(frames)} of {args.images} {ref["disp"].shape[1:]}; random '
           f'Depth-Anything-V2 {args.size}, seed {args.seed}; reference: transformers {tv}, '
