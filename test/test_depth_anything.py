@@ -22,8 +22,8 @@ from tiny_gpu_models import make_depth_anything  # noqa: E402
 
 from motionseg_ros import registry  # noqa: E402
 from motionseg_ros.depth.depth_anything import normalise  # noqa: E402
-from motionseg_ros.depth.pos_embed import (offset_interpolate_pos_encoding,  # noqa: E402
-                                            use_offset_interpolation)
+from motionseg_ros.depth.pos_embed import offset_interpolate_pos_encoding  # noqa: E402
+from motionseg_ros.depth.pos_embed import use_offset_interpolation  # noqa: E402
 from motionseg_ros.depth.preprocess import reference_pixels, reference_shape  # noqa: E402
 from motionseg_ros.models.moseg import reference_depth_maps  # noqa: E402
 from motionseg_ros.stages import StageContext  # noqa: E402
