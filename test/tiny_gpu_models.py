@@ -73,8 +73,12 @@ def make_dinov2(dest: Path, hidden: int = 32, patch: int = 14, seed: int = 0) ->
     return dest
 
 
-def make_depth_anything(dest: Path, seed: int = 0) -> Path:
-    """Save a tiny random Depth-Anything (DINOv2 backbone + DPT head) and its processor."""
+def make_depth_anything(dest: Path, seed: int = 0, spread: bool = False) -> Path:
+    """Save a tiny random Depth-Anything (DINOv2 backbone + DPT head) and its processor.
+
+    ``spread``: rescale the head's last conv so that its output is about N(3, 1) on a noise
+    image (at random init the map is ~1e-8, flat, and the last ReLU zeroes half of it).
+    """
     from transformers import (DepthAnythingConfig, DepthAnythingForDepthEstimation,
                               Dinov2Config, DPTImageProcessor)
     torch.manual_seed(seed)
@@ -85,7 +89,17 @@ def make_depth_anything(dest: Path, seed: int = 0) -> Path:
     cfg = DepthAnythingConfig(backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32],
                               fusion_hidden_size=16, head_hidden_size=8, reassemble_hidden_size=32,
                               depth_estimation_type='relative')
-    DepthAnythingForDepthEstimation(cfg).eval().save_pretrained(dest)
+    model = DepthAnythingForDepthEstimation(cfg).eval()
+    if spread:
+        conv, seen = model.head.conv3, []
+        hook = conv.register_forward_hook(lambda mod, inp, out: seen.append(out))
+        with torch.no_grad():
+            model(pixel_values=torch.randn(1, 3, 56, 84))
+            hook.remove()
+            out = seen[0] - conv.bias.view(1, -1, 1, 1)
+            conv.weight /= out.std()
+            conv.bias.copy_(3.0 - out.mean() / out.std())
+    model.save_pretrained(dest)
     DPTImageProcessor(size={'height': 56, 'width': 56}, keep_aspect_ratio=True,
                       ensure_multiple_of=14, do_pad=False, resample=3,
                       image_mean=[0.485, 0.456, 0.406],

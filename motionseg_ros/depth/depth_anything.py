@@ -6,8 +6,10 @@ min-max normalised per frame to [0, 1] (paper.md section 2), resized to the inpu
 classifier inverts back to disparity), so by default this backend returns
 ``1 / clip(normalised disparity, eps, 1)``: inverting it gives the paper's normalised disparity
 back exactly (clipped at ``eps`` for the farthest pixels). ``output: disparity`` returns the
-normalised disparity itself. V2-Small is Apache-2.0; Base/Large are CC-BY-NC-4.0. Sensor depth
-goes through the same interface in ``depth/sensor.py``.
+normalised disparity itself. ``preprocessing: reference`` feeds the network and resizes its
+output back exactly as the SegAnyMo reference did (``depth/preprocess.py``); ``fast`` (the
+default) fits the long side instead. V2-Small is Apache-2.0; Base/Large are CC-BY-NC-4.0.
+Sensor depth goes through the same interface in ``depth/sensor.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from motionseg_ros.depth.pos_embed import use_offset_interpolation
+from motionseg_ros.depth.preprocess import PREPROCESSING, fast_pixels, reference_pixels
 from motionseg_ros.registry import BackendError, register
 from motionseg_ros.stages import DepthEstimator, StageContext
 from motionseg_ros.types import Frame
@@ -24,8 +28,24 @@ from motionseg_ros.weights import (free_gpu_memory, is_oom, resolve_device, reso
                                    resolve_weights)
 
 LOG = logging.getLogger(__name__)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalise(disp: np.ndarray, output: str = 'depth', eps: float = 1e-3) -> np.ndarray:
+    """Min-max normalise a disparity map over its finite pixels (near = 1), as the reference.
+
+    ``output`` depth: ``1 / clip(normalised, eps, 1)``. Non-finite pixels stay NaN; a flat map
+    is 0 (the reference's to_uint16 writes zeros then).
+    """
+    disp = np.asarray(disp, np.float32)
+    finite = np.isfinite(disp)
+    if not finite.any():
+        return np.full(disp.shape, np.nan, np.float32)
+    lo, hi = float(disp[finite].min()), float(disp[finite].max())
+    out = (disp - lo) / (hi - lo) if hi > lo else np.zeros_like(disp)
+    if output == 'depth':
+        out = 1.0 / np.clip(out, eps, 1.0)
+    out[~finite] = np.nan
+    return out.astype(np.float32)
 
 
 @register('depth', 'depth_anything')
@@ -34,13 +54,17 @@ class DepthAnythingDepth(DepthEstimator):
 
     def __init__(self, model: str = 'depth-anything-v2-small', device: str = 'auto',
                  dtype: str = 'auto', input_size: int = 518, min_input_size: int = 140,
-                 multiple_of: int = 14, output: str = 'depth', eps: float = 1e-3) -> None:
+                 multiple_of: int = 14, output: str = 'depth', eps: float = 1e-3,
+                 preprocessing: str = 'fast') -> None:
         """Load ``model`` (a local transformers folder).
 
         ``output``: depth (relative, 1 / normalised disparity, the Frame.depth convention) |
         disparity (min-max normalised per frame, near = 1).
         ``input_size``: long side fed to the network (rounded to ``multiple_of``); halved on
-        GPU out of memory down to ``min_input_size``, with a warning.
+        GPU out of memory down to ``min_input_size``, with a warning. With
+        ``preprocessing: reference`` it is the reference's square target size instead (the
+        side whose scale is nearer 1 is fitted to it: the short side of a landscape frame).
+        ``eps``: floor of the normalised disparity before inversion (depth <= 1 / eps).
         """
         import torch
         from transformers import AutoConfig, DepthAnythingForDepthEstimation
@@ -49,6 +73,10 @@ class DepthAnythingDepth(DepthEstimator):
                                f'got {output!r}')
         if not 0.0 < float(eps) < 1.0:
             raise BackendError('depth depth_anything: eps must be in (0, 1)')
+        if preprocessing not in PREPROCESSING:
+            raise BackendError(f'depth depth_anything: preprocessing must be one of '
+                               f'{", ".join(PREPROCESSING)}, got {preprocessing!r}')
+        self.preprocessing = preprocessing
         self.output = output
         self.eps = float(eps)
         path = resolve_weights(model, 'depth depth_anything', kind='dir',
@@ -61,6 +89,7 @@ class DepthAnythingDepth(DepthEstimator):
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = DepthAnythingForDepthEstimation.from_pretrained(
             str(path), local_files_only=True, dtype=self.dtype).to(self.device).eval()
+        use_offset_interpolation(self.model)     # as trained (transformers >= 4.45 differs)
         self.input_size = int(input_size)
         self.min_input_size = int(min_input_size)
         self.multiple_of = int(multiple_of)
@@ -68,24 +97,20 @@ class DepthAnythingDepth(DepthEstimator):
             raise BackendError(f'depth depth_anything: input_size {input_size} too small')
         self._torch = torch
 
-    def _disparity(self, frame: Frame) -> np.ndarray:
-        """Raw network output resized to the frame, (H, W) float32."""
+    def raw_disparity(self, frame: Frame) -> np.ndarray:
+        """Network output (unnormalised disparity) resized to the frame, (H, W) float32."""
         torch = self._torch
         h, w = frame.size
-        m = self.multiple_of
-        scale = self.input_size / max(h, w)
-        nh = max(m, int(round(h * scale / m)) * m)
-        nw = max(m, int(round(w * scale / m)) * m)
-        img = torch.from_numpy(np.ascontiguousarray(frame.image[..., ::-1])).to(self.device)
-        img = img.permute(2, 0, 1)[None].float() / 255.0
-        img = torch.nn.functional.interpolate(img, size=(nh, nw), mode='bicubic',
-                                              align_corners=False).clamp(0, 1)
-        mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
-        img = ((img - mean) / std).to(self.dtype)
+        if self.preprocessing == 'reference':
+            img = torch.from_numpy(reference_pixels(frame.image, self.input_size,
+                                                    self.multiple_of)).to(self.device)
+            mode = 'bicubic'
+        else:
+            img = fast_pixels(torch, frame.image, self.input_size, self.multiple_of, self.device)
+            mode = 'bilinear'
         with torch.inference_mode():
-            pred = self.model(pixel_values=img).predicted_depth.float()
-            pred = torch.nn.functional.interpolate(pred[:, None], size=(h, w), mode='bilinear',
+            pred = self.model(pixel_values=img.to(self.dtype)).predicted_depth.float()
+            pred = torch.nn.functional.interpolate(pred[:, None], size=(h, w), mode=mode,
                                                    align_corners=False)[0, 0]
         return pred.cpu().numpy()
 
@@ -93,7 +118,7 @@ class DepthAnythingDepth(DepthEstimator):
         """Return (H, W) float32 relative depth (or normalised disparity) for this frame."""
         while True:
             try:
-                disp = self._disparity(frame)
+                disp = self.raw_disparity(frame)
                 break
             except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
                 if not is_oom(exc) or self.input_size // 2 < self.min_input_size:
@@ -103,15 +128,7 @@ class DepthAnythingDepth(DepthEstimator):
                 msg = f'depth_anything: GPU out of memory; input_size lowered to {self.input_size}'
                 LOG.warning(msg)
                 ctx.scratch.setdefault('warnings', []).append(msg)
-        finite = np.isfinite(disp)
-        if not finite.any():
-            return np.full(frame.size, np.nan, np.float32)
-        lo, hi = float(disp[finite].min()), float(disp[finite].max())
-        out = (disp - lo) / (hi - lo) if hi > lo else np.zeros_like(disp)
-        if self.output == 'depth':
-            out = 1.0 / np.clip(out, self.eps, 1.0)
-        out[~finite] = np.nan
-        return out.astype(np.float32)
+        return normalise(disp, self.output, self.eps)
 
     def close(self) -> None:
         """Free the model."""
