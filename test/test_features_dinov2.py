@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip('torch')
 pytest.importorskip('transformers')
 
-from tiny_gpu_models import make_dinov2  # noqa: E402
+from tiny_gpu_models import fail_once_with_oom, make_dinov2  # noqa: E402
 
 from motionseg_ros import registry  # noqa: E402
 from motionseg_ros.config import load_config  # noqa: E402
@@ -161,16 +161,7 @@ def test_bad_mode_and_sampling_are_refused(tiny):
 
 def test_faithful_mode_scales_the_frame_down_on_out_of_memory(tiny):
     stage = create(tiny, mode='faithful', min_input_size=28)
-    real = stage.model.forward
-    fail = {'left': 1}
-
-    def forward_failing_once(*args, **kwargs):
-        # fault injection: the first call runs out of GPU memory
-        if fail['left']:
-            fail['left'] -= 1
-            raise torch.cuda.OutOfMemoryError('CUDA out of memory (injected)')
-        return real(*args, **kwargs)
-    stage.model.forward = forward_failing_once
+    fail_once_with_oom(stage.model)
     ctx = StageContext()
     feats = stage.extract(frame_of(60, 90), np.array([[5, 5]], np.float32), ctx)
     assert feats.shape == (1, 32) and stage.input_size == 45
