@@ -133,6 +133,18 @@ def test_faithful_lookup_takes_the_reference_patch(tiny):
     assert np.isfinite(feats).all()
 
 
+def test_fast_lookup_interpolates_between_patch_centres(tiny):
+    # stride 14, 56x56 frame fed at 56 px: patch (i, j) has its centre at pixel 14 j + 6.5
+    stage = create(tiny, facet='token', input_size=56)
+    frame = frame_of(56, 56, seed=5)
+    fmap = stage.feature_map(frame)
+    xy = np.array([[6.5, 6.5], [20.5, 34.5], [13.5, 6.5], [0, 0], [55, 55]], np.float32)
+    feats = stage.extract(frame, xy, StageContext())
+    expected = np.stack([fmap[:, 0, 0], fmap[:, 2, 1], (fmap[:, 0, 0] + fmap[:, 0, 1]) / 2,
+                         fmap[:, 0, 0], fmap[:, 3, 3]]).astype(np.float32)
+    np.testing.assert_allclose(feats, expected, atol=1e-5)
+
+
 def test_modes_are_deterministic_and_differ(tiny):
     frame = frame_of(60, 90, seed=4)
     xy = np.array([[10, 10], [45, 30], [80, 55]], np.float32)
