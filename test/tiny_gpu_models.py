@@ -134,3 +134,16 @@ def make_edgetam(dest: Path, size: int = 64, seed: int = 0, present_bias: float 
     model.save_pretrained(dest)
     proc.save_pretrained(dest)
     return dest
+
+
+def fail_once_with_oom(model: torch.nn.Module) -> None:
+    """Fault injection: the next ``model(...)`` call raises CUDA out of memory, later ones run."""
+    real = model.forward
+    left = [1]
+
+    def forward(*args, **kwargs):
+        if left[0]:
+            left[0] -= 1
+            raise torch.cuda.OutOfMemoryError('CUDA out of memory (injected)')
+        return real(*args, **kwargs)
+    model.forward = forward
