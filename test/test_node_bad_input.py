@@ -36,6 +36,7 @@ class Feeder:
         self.depth_pub = probe.publisher(Image, '/camera/depth')
         self.stamp = BASE_NS
         self.i = 0
+        self.size = frames[0].shape[:2]
 
     def next_stamp(self) -> int:
         self.stamp += 100_000_000
@@ -118,8 +119,8 @@ def test_unknown_encoding(feeder):
 
 
 def test_data_length_not_step_times_height(feeder):
-    feeder.pub.publish(_raw(854, 480, 'bgr8', 854 * 3, bytes(854 * 3 * 480 - 100),
-                            feeder.next_stamp()))
+    h, w = feeder.size
+    feeder.pub.publish(_raw(w, h, 'bgr8', w * 3, bytes(w * 3 * h - 100), feeder.next_stamp()))
     d = feeder.diag_after('rejected.bad_data_length', 1)
     assert 'step x height' in d['last_warning']
     feeder.good()
@@ -139,7 +140,7 @@ def test_resolution_change(feeder):
              if stamp_ns(m.header.stamp) == stamp][0]
     assert (small.label_image.width, small.label_image.height) == (320, 240)
     feeder.diag_after('events.resolution_change', before + 1)
-    feeder.good()  # back to 854x480: a second change, still fine
+    feeder.good()  # back to full size: a second change, still fine
     d = feeder.diag_after('events.resolution_change', before + 2)
     _assert_consistent(d)
 
@@ -155,7 +156,7 @@ def test_stamp_going_backwards(feeder):
 
 def test_nan_depth(feeder):
     stamp = feeder.next_stamp()
-    nan_depth = image_msg(np.full((480, 854), np.nan, np.float32), stamp, '32FC1')
+    nan_depth = image_msg(np.full(feeder.size, np.nan, np.float32), stamp, '32FC1')
     feeder.depth_pub.publish(nan_depth)
     feeder.probe.wait_for(lambda: False, 0.3)  # let the depth arrive before its image
     feeder.stamp = stamp - 1
@@ -163,7 +164,7 @@ def test_nan_depth(feeder):
     d = feeder.diag_after('events.depth_rejected', 1)
     assert 'no valid pixel' in d['last_warning']
     stamp = feeder.next_stamp()
-    depth_mm = np.full((480, 854), 2500, np.uint16)
+    depth_mm = np.full(feeder.size, 2500, np.uint16)
     feeder.depth_pub.publish(image_msg(depth_mm, stamp, '16UC1'))
     feeder.probe.wait_for(lambda: False, 0.3)
     feeder.stamp = stamp - 1
@@ -174,7 +175,7 @@ def test_nan_depth(feeder):
 
 
 def test_depth_arriving_just_after_its_image_is_paired(feeder):
-    depth_mm = np.full((480, 854), 1800, np.uint16)
+    depth_mm = np.full(feeder.size, 1800, np.uint16)
     before = int(feeder.probe.latest_diagnostics().get('events.depth_paired', 0))
     old = feeder.next_stamp()
     feeder.depth_pub.publish(image_msg(depth_mm, old, '16UC1'))  # the depth stream is live

@@ -96,6 +96,12 @@ def _settled(probe: Probe) -> bool:
         int(diag['received'])
 
 
+def _size(run) -> tuple:
+    """(width, height) of the frames sent."""
+    h, w = run['frames'][0].shape[:2]
+    return w, h
+
+
 def test_counters_add_up(run):
     diag = run['diag']
     assert run['settled'], f'node never caught up: {diag}'
@@ -121,7 +127,7 @@ def test_one_mask_message_per_processed_frame_with_input_stamps(run):
     assert got == sorted(got)
     for m in masks:
         assert m.header.frame_id == 'camera'
-        assert (m.label_image.width, m.label_image.height) == (854, 480)
+        assert (m.label_image.width, m.label_image.height) == _size(run)
         assert m.label_image.encoding == 'mono8'
         assert len(m.label_image.data) == m.label_image.step * m.label_image.height
         labels = set(bytes(m.label_image.data)) - {0}
@@ -132,7 +138,7 @@ def test_label_image_topic_matches_input_size(run):
     labels = run['probe'].messages('/motion_masks/label_image')
     assert labels, 'no label image published'
     for msg in labels:
-        assert (msg.width, msg.height, msg.encoding) == (854, 480, 'mono8')
+        assert (msg.width, msg.height, msg.encoding) == (*_size(run), 'mono8')
         assert stamp_ns(msg.header.stamp) in set(run['stamps'])
 
 
@@ -152,7 +158,7 @@ def test_objects_found_after_warm_up(run):
 def test_debug_image_and_trajectories(run):
     debug = run['probe'].messages('/segment_node/debug_image')
     assert debug, 'debug image not published although subscribed'
-    assert all((d.width, d.height, d.encoding) == (854, 480, 'bgr8') for d in debug)
+    assert all((d.width, d.height, d.encoding) == (*_size(run), 'bgr8') for d in debug)
     traj = run['probe'].messages('/dynamic_trajectories')
     assert traj
     sent = set(run['stamps'])
