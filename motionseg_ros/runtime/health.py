@@ -160,7 +160,7 @@ class HealthStats:
             last_pipeline = self.last_pipeline_warning
         new = {k: counts[k] - prev_c.get(k, 0) for k in counts}
         errors = reasons.get('pipeline_error', 0) - prev_r.get('pipeline_error', 0)
-        if errors:
+        if errors > 0:
             return ERROR, f'{errors} frame(s) failed in the pipeline'
         if oom_recent:
             return WARN, f'GPU out of memory, pipeline degraded: {last_pipeline}'
