@@ -49,6 +49,16 @@ def test_pipeline_reset_warnings_are_classified_and_reported():
     assert _judge(stats)[0] == OK, 'a reset is news for one report, not a lasting state'
 
 
+def _raising_first(call, errors):
+    """Wrap ``call`` so that it raises the next of ``errors`` until they run out."""
+    def wrapped(*args, **kwargs):
+        err = next(errors, None)
+        if err is not None:
+            raise err
+        return call(*args, **kwargs)
+    return wrapped
+
+
 def test_out_of_memory_degradation_holds_warn():
     torch = pytest.importorskip('torch')
     pytest.importorskip('transformers')
@@ -60,15 +70,9 @@ def test_out_of_memory_degradation_holds_warn():
             'depth.name=depth_anything', f'depth.params.model={model}',
             'depth.params.device=cpu', 'depth.params.input_size=280']))
         stage = pipe.stages['depth']
-        real, fail = stage.model.forward, {'left': 1}
-
-        def forward_failing_once(*args, **kwargs):
-            # fault injection: the first call runs out of GPU memory, as a busy GPU would
-            if fail['left']:
-                fail['left'] -= 1
-                raise torch.cuda.OutOfMemoryError('CUDA out of memory (injected)')
-            return real(*args, **kwargs)
-        stage.model.forward = forward_failing_once
+        # fault injection: the first forward pass runs out of GPU memory, as on a busy GPU
+        calls = iter([torch.cuda.OutOfMemoryError('CUDA out of memory (injected)')])
+        stage.model.forward = _raising_first(stage.model.forward, calls)
         result = pipe.process(Frame(image=_frames(1)[0], stamp_ns=1))
     stats = HealthStats()
     for w in result.warnings:
