@@ -51,7 +51,9 @@ def main() -> int:
     frames = davis_frames('car-shadow', 10)
     cmd, env = node_executable(), {}
     if args.pythonpath:
-        cmd = [sys.executable, '-m', 'motionseg_ros.ros.segment_node']
+        # the module's file, not ``-m``: that would put the working directory (this
+        # checkout) first on sys.path
+        cmd = [sys.executable, str(Path(args.pythonpath, 'motionseg_ros/ros/segment_node.py'))]
         env = {'PYTHONPATH': f"{args.pythonpath}:{os.environ.get('PYTHONPATH', '')}"}
     clean_runs = 0
     for run in range(args.runs):

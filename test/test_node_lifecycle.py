@@ -9,6 +9,7 @@ from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, dump_pa
 require_ros()
 
 import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -42,6 +43,7 @@ def test_transitions_over_lifecycle_services(probe):
     frames = davis_frames('car-shadow', 3)
     probe.subscribe(MotionMasks, '/motion_masks')
     probe.subscribe(TrajectoryArray, '/dynamic_trajectories')
+    probe.subscribe(DiagnosticArray, '/diagnostics')
     pub = probe.publisher(Image, '/camera/image_raw')
     node = NodeProcess(node_executable() + [
         '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML),
@@ -55,9 +57,15 @@ def test_transitions_over_lifecycle_services(probe):
     def transition(tid: int) -> bool:
         return _call(probe, change, ChangeState.Request(transition=Transition(id=tid))).success
 
+    def reported(label: str) -> bool:
+        """Wait until /diagnostics reports the lifecycle state ``label``."""
+        return probe.wait_for(lambda: (probe.latest_diagnostics() or {}).get(
+            'lifecycle_state') == label, 10.0)
+
     try:
         assert node.wait_output('waiting for lifecycle transitions', 60), node.output()
         assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert reported('unconfigured'), probe.latest_diagnostics()
         assert pub.get_subscription_count() == 0, 'subscribed to images before activation'
         # unconfigured: run-time parameters exist already, and a value set now is applied
         # at configure (and kept: not replaced by the pipeline's own value)
@@ -71,6 +79,7 @@ def test_transitions_over_lifecycle_services(probe):
 
         assert transition(Transition.TRANSITION_CONFIGURE)
         assert state() == State.PRIMARY_STATE_INACTIVE
+        assert reported('inactive'), probe.latest_diagnostics()
         assert probe.wait_for(lambda: probe.node.count_publishers('/motion_masks') == 1, 10.0)
         assert pub.get_subscription_count() == 0
 
@@ -80,6 +89,7 @@ def test_transitions_over_lifecycle_services(probe):
 
         assert transition(Transition.TRANSITION_ACTIVATE)
         assert state() == State.PRIMARY_STATE_ACTIVE
+        assert reported('active'), probe.latest_diagnostics()
         assert probe.wait_matched(pub, ['/motion_masks', '/dynamic_trajectories'])
         for i, img in enumerate(frames):
             stamp = 1_700_000_000_000_000_000 + i * 50_000_000
