@@ -31,7 +31,6 @@ class NodeParameters:
         self._params_lock = threading.Lock()
         self._pending_params: Dict[str, Any] = {}
         self._user_set: Set[str] = set()   # run-time parameters someone gave a value
-        self._undeclared: List[str] = []   # run-time parameters the built backends lack
         self._syncing = False
         self._declare_startup_parameters()
         self._declare_runtime_parameters()
@@ -81,12 +80,15 @@ class NodeParameters:
         the others show the spec's default until configure shows the pipeline's own value.
         """
         given = getattr(self, '_parameter_overrides', {})  # rclpy's start-up values
-        for spec in P.SPECS:
-            if spec.pipeline_key and not self.has_parameter(spec.name):
-                self._declare(spec)
-                if spec.name in given:
-                    self._user_set.add(spec.name)
-        self._undeclared = []
+        self._syncing = True  # after cleanup the set-parameters callback sees these: no user
+        try:
+            for spec in P.SPECS:
+                if spec.pipeline_key and not self.has_parameter(spec.name):
+                    self._declare(spec)
+                    if spec.name in given:
+                        self._user_set.add(spec.name)
+        finally:
+            self._syncing = False
 
     def _apply_runtime_parameters(self, pipeline: Any) -> None:
         """Apply the run-time values someone set; show the pipeline's value for the others.
@@ -103,8 +105,7 @@ class NodeParameters:
                 if spec.name in self._user_set:
                     why = P.check_pipeline_key(pipeline, spec.pipeline_key)
                     self.get_logger().warning(f'{spec.name} ignored: {why}')
-                self.undeclare_parameter(spec.name)
-                self._undeclared.append(spec.name)
+                self.undeclare_parameter(spec.name)  # declared again on cleanup
                 continue
             current = float(current) if spec.kind == 'double' else int(current)
             value = self.get_parameter(spec.name).value
@@ -129,7 +130,7 @@ class NodeParameters:
     def _on_set_parameters(self, params: List[Parameter]) -> SetParametersResult:
         """Refuse invalid updates with the reason; queue valid pipeline ones for the next frame."""
         updates = [(p.name, p.value) for p in params]
-        if self._syncing:  # configure showing the pipeline's own values
+        if self._syncing:  # the node itself declaring, or showing the pipeline's values
             return SetParametersResult(successful=True)
         reason = P.validate_update(updates, self.pipeline)
         if reason is not None:
