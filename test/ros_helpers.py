@@ -205,7 +205,7 @@ class NodeProcess:
         return time.monotonic() - t0
 
     def interrupt_group(self, times: int = 2, gap: float = 0.1,
-                        timeout: float = 10.0) -> float:
+                        timeout: float = 30.0) -> float:
         """SIGINT the process group ``times`` times, ``gap`` s apart, as Ctrl-C on ``ros2 launch``
         does (the terminal signals launch and node, then launch signals the node again); wait
         for exit and return the seconds it took (kills the group after ``timeout``)."""
