@@ -100,7 +100,7 @@ def test_sigint_while_processing(probe):
         node.close()
 
 
-@pytest.mark.parametrize('gap', [0.0, 0.02, 0.1, 0.3])
+@pytest.mark.parametrize('gap', [0.0, 0.1, 0.3, 1.0])
 def test_process_group_sigint_twice_under_load(probe, gap):
     """Ctrl-C on ``ros2 launch``: SIGINT to the group, a second one ``gap`` s later."""
     frames = davis_frames('car-shadow', 10)

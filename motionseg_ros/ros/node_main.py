@@ -7,7 +7,8 @@ into a context shutdown plus ``KeyboardInterrupt`` and the second into another
 the worker, destroying the node): a traceback, or an abort (``terminate called without an
 active exception``) from its signal thread. Here the handlers only set a flag: the main loop
 spins in 0.1 s slices, sees the flag, and runs the shutdown sequence once, to the end, with
-later signals ignored. Exit code 0 after a signal, 1 when the node cannot start.
+later signals ignored (also during interpreter exit). Exit code 0 after a signal, 1 when the
+node cannot start.
 """
 
 from __future__ import annotations
@@ -33,18 +34,21 @@ class StopSignals:
     def __init__(self) -> None:
         """Install the handlers (call from the main thread)."""
         self.requested = threading.Event()
-        self.received: List[str] = []
-        self._previous = {s: signal.signal(s, self._handle)
-                          for s in (signal.SIGINT, signal.SIGTERM)}
+        self._signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in self._signals:
+            signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.received.append(signal.Signals(signum).name)
         self.requested.set()
 
-    def restore(self) -> None:
-        """Put the previous handlers back."""
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+    def ignore_further(self) -> None:
+        """Ignore SIGINT / SIGTERM from now on (the shutdown sequence has begun).
+
+        Ignored, not just flagged: at interpreter exit Python puts its own handlers back to
+        the default action, and a late second SIGINT then kills the process (exit -2).
+        """
+        for sig in self._signals:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _start(node: Any, setup_error: type) -> None:
@@ -91,6 +95,7 @@ def run(node_factory: Callable[[], Any], setup_error: type,
     except ExternalShutdownException:
         pass
     finally:
+        signals.ignore_further()
         if node is not None:
             _final_line(node)
             node.destroy_node()

@@ -104,7 +104,7 @@ class SegmentNode(NodeParameters, LifecycleNode):
 
     @property
     def lifecycle_state(self) -> str:
-        """The lifecycle state's label as rclpy's state machine has it (e.g. ``active``)."""
+        """Return the lifecycle state's label from rclpy's state machine (e.g. ``active``)."""
         return str(self._state_machine.current_state[1])
 
     # ------------------------------------------------------------------ lifecycle
