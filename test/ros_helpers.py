@@ -26,6 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get('MOTIONSEG_DATA', ROOT.parent / 'shared' / 'data'))
 DAVIS = DATA / 'davis2016' / 'JPEGImages' / '480p'
+#: the clip shipped in the package: node tests run on it when the shared data is absent
+DEMO_CLIP = ROOT / 'motionseg_ros' / 'assets' / 'demo.mp4'
 SHM_PROFILE = ROOT / 'config' / 'fastdds_shm.xml'
 SEGMENT_YAML = ROOT / 'config' / 'segment.yaml'
 #: extra wait after discovery matched, before sending what a test counts
@@ -81,13 +83,33 @@ def node_executable(name: str = 'segment_node') -> List[str]:
 
 
 def davis_frames(sequence: str = 'car-shadow', count: int = 40) -> List[np.ndarray]:
-    """Return the first ``count`` BGR frames of a DAVIS 2016 sequence (skip if absent)."""
+    """Return the first ``count`` BGR frames of a DAVIS 2016 sequence.
+
+    Without the shared data (a plain ``colcon test`` of the package) the frames come from the
+    packaged demo clip instead (640x360, moving shapes), so the node tests still run; tests
+    take the image size from the frames, never assume one.
+    """
     import cv2
-    folder = DAVIS / sequence
-    files = sorted(folder.glob('*.jpg'))[:count]
-    if not files:
-        pytest.skip(f'DAVIS sequence not found at {folder}')
-    return [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files]
+    files = sorted((DAVIS / sequence).glob('*.jpg'))[:count]
+    if files:
+        return [cv2.imread(str(f), cv2.IMREAD_COLOR) for f in files]
+    return demo_frames(count)
+
+
+def demo_frames(count: int = 40) -> List[np.ndarray]:
+    """Return the first ``count`` frames of the packaged demo clip (BGR)."""
+    import cv2
+    cap = cv2.VideoCapture(str(DEMO_CLIP))
+    frames = []
+    while len(frames) < count:
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    if not frames:
+        pytest.fail(f'cannot read the packaged clip {DEMO_CLIP}', pytrace=False)
+    return frames
 
 
 def image_msg(pixels: np.ndarray, stamp_ns: int, encoding: str = 'bgr8',
@@ -110,14 +132,43 @@ def diag_values(status: Any) -> Dict[str, str]:
     return {kv.key: kv.value for kv in status.values}
 
 
+def dump_parameters(probe: Probe, node_name: str) -> Dict[str, Any]:
+    """Do what ``ros2 param dump`` does over the real services: list all names, get them all.
+
+    Returns name -> rcl_interfaces/ParameterValue; fails if the services answer short.
+    """
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    answers = []
+    for srv, name, request in ((ListParameters, 'list_parameters', ListParameters.Request()),
+                               (GetParameters, 'get_parameters', None)):
+        client = probe.node.create_client(srv, f'{node_name}/{name}')
+        assert client.wait_for_service(20.0), f'{name} service not found'
+        if request is None:
+            request = GetParameters.Request(names=list(answers[0].result.names))
+        future = client.call_async(request)
+        assert probe.wait_for(future.done, 20.0), f'{name} did not answer'
+        answers.append(future.result())
+        probe.node.destroy_client(client)
+    names = list(answers[0].result.names)
+    assert len(answers[1].values) == len(names), 'get_parameters answered short: ' \
+        f'{len(answers[1].values)} values for {len(names)} names'
+    return dict(zip(names, answers[1].values))
+
+
 class NodeProcess:
     """A node executable run as a subprocess; stopped with SIGINT like a terminal would."""
 
-    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None) -> None:
-        """Start ``args`` with this process's (isolated) environment, output to a temp file."""
+    def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None,
+                 own_group: bool = False) -> None:
+        """Start ``args`` with this process's (isolated) environment, output to a temp file.
+
+        ``own_group``: run it in its own session / process group, so a signal can go to the
+        whole group as a terminal's Ctrl-C does (see :meth:`interrupt_group`).
+        """
         self.log = tempfile.NamedTemporaryFile('w+', prefix='node-', suffix='.log', delete=False)
         self.proc = subprocess.Popen(list(args), stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=dict(os.environ, **(env or {})), cwd=str(ROOT))
+                                     env=dict(os.environ, **(env or {})), cwd=str(ROOT),
+                                     start_new_session=own_group)
         self.returncode: Optional[int] = None
 
     def output(self) -> str:
@@ -150,6 +201,27 @@ class NodeProcess:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.returncode = self.proc.wait()
+        return time.monotonic() - t0
+
+    def interrupt_group(self, times: int = 2, gap: float = 0.1,
+                        timeout: float = 30.0) -> float:
+        """SIGINT the process group ``times`` times, ``gap`` s apart, as Ctrl-C on ``ros2 launch``
+        does (the terminal signals launch and node, then launch signals the node again); wait
+        for exit and return the seconds it took (kills the group after ``timeout``)."""
+        t0 = time.monotonic()
+        pgid = os.getpgid(self.proc.pid)
+        for i in range(times):
+            if i:
+                time.sleep(gap)
+            try:
+                os.killpg(pgid, signal.SIGINT)
+            except ProcessLookupError:
+                break
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
             self.returncode = self.proc.wait()
         return time.monotonic() - t0
 

@@ -18,6 +18,7 @@ require_ros()
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rcl_interfaces.msg import Log  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from motionseg_ros.msg import MotionMasks  # noqa: E402
@@ -36,6 +37,7 @@ class Feeder:
         self.depth_pub = probe.publisher(Image, '/camera/depth')
         self.stamp = BASE_NS
         self.i = 0
+        self.size = frames[0].shape[:2]
 
     def next_stamp(self) -> int:
         self.stamp += 100_000_000
@@ -80,6 +82,7 @@ def feeder():
         assert node.wait_output('ready', 60), node.output()
         probe.subscribe(MotionMasks, '/motion_masks')
         probe.subscribe(DiagnosticArray, '/diagnostics')
+        probe.subscribe(Log, '/rosout', depth=1000)
         f = Feeder(probe, node, frames)
         assert probe.wait_matched(f.pub, ['/motion_masks']), 'discovery failed'
         assert probe.wait_for(lambda: f.depth_pub.get_subscription_count() > 0, 10.0)
@@ -88,7 +91,8 @@ def feeder():
         f.good()
         yield f
         assert node.alive(), node.output()[-3000:]
-        assert node.interrupt() < 2.0 and node.returncode == 0, node.output()[-3000:]
+        node.interrupt()
+        assert node.returncode == 0, node.output()[-3000:]
     finally:
         node.close()
         probe.close()
@@ -118,8 +122,8 @@ def test_unknown_encoding(feeder):
 
 
 def test_data_length_not_step_times_height(feeder):
-    feeder.pub.publish(_raw(854, 480, 'bgr8', 854 * 3, bytes(854 * 3 * 480 - 100),
-                            feeder.next_stamp()))
+    h, w = feeder.size
+    feeder.pub.publish(_raw(w, h, 'bgr8', w * 3, bytes(w * 3 * h - 100), feeder.next_stamp()))
     d = feeder.diag_after('rejected.bad_data_length', 1)
     assert 'step x height' in d['last_warning']
     feeder.good()
@@ -132,14 +136,24 @@ def test_empty_image(feeder):
     feeder.good()
 
 
+def _rosout_warnings(feeder: Feeder, text: str) -> list:
+    """Return the WARN lines of the node on /rosout that contain ``text``."""
+    return [m for m in feeder.probe.messages('/rosout')
+            if m.name.endswith('segment_node') and m.level == Log.WARN and text in m.msg]
+
+
 def test_resolution_change(feeder):
     before = int((feeder.probe.latest_diagnostics() or {}).get('events.resolution_change', 0))
     stamp = feeder.good(size=(240, 320))  # processed after a reset, at its own size
     small = [m for m in feeder.probe.messages('/motion_masks')
              if stamp_ns(m.header.stamp) == stamp][0]
     assert (small.label_image.width, small.label_image.height) == (320, 240)
-    feeder.diag_after('events.resolution_change', before + 1)
-    feeder.good()  # back to 854x480: a second change, still fine
+    d = feeder.diag_after('events.resolution_change', before + 1)
+    # the pipeline's warning reaches /diagnostics and rosout
+    assert 'resolution changed' in d['last_pipeline_warning'], d
+    assert int(d['pipeline_warnings']) >= 1 and int(d['pipeline_resets']) >= 1, d
+    assert feeder.probe.wait_for(lambda: _rosout_warnings(feeder, 'resolution changed'), 10.0)
+    feeder.good()  # back to full size: a second change, still fine
     d = feeder.diag_after('events.resolution_change', before + 2)
     _assert_consistent(d)
 
@@ -148,14 +162,21 @@ def test_stamp_going_backwards(feeder):
     feeder.good()
     back = feeder.stamp - 5_000_000_000
     feeder.good(stamp=back)
-    feeder.diag_after('events.stamp_backwards', 1)
+    d = feeder.diag_after('events.stamp_backwards', 1)
+    assert 'stamp went backwards' in d['last_pipeline_warning'], d
+    assert feeder.probe.wait_for(lambda: _rosout_warnings(feeder, 'stamp went backwards'),
+                                 10.0)
+    warned = [st for m in feeder.probe.messages('/diagnostics') for st in m.status
+              if any(kv.key == 'last_pipeline_warning' and 'stamp went backwards' in kv.value
+                     for kv in st.values)]
+    assert any(st.level == b'\x01' for st in warned), 'no WARN report for the reset'
     feeder.stamp = back
     feeder.good()
 
 
 def test_nan_depth(feeder):
     stamp = feeder.next_stamp()
-    nan_depth = image_msg(np.full((480, 854), np.nan, np.float32), stamp, '32FC1')
+    nan_depth = image_msg(np.full(feeder.size, np.nan, np.float32), stamp, '32FC1')
     feeder.depth_pub.publish(nan_depth)
     feeder.probe.wait_for(lambda: False, 0.3)  # let the depth arrive before its image
     feeder.stamp = stamp - 1
@@ -163,7 +184,7 @@ def test_nan_depth(feeder):
     d = feeder.diag_after('events.depth_rejected', 1)
     assert 'no valid pixel' in d['last_warning']
     stamp = feeder.next_stamp()
-    depth_mm = np.full((480, 854), 2500, np.uint16)
+    depth_mm = np.full(feeder.size, 2500, np.uint16)
     feeder.depth_pub.publish(image_msg(depth_mm, stamp, '16UC1'))
     feeder.probe.wait_for(lambda: False, 0.3)
     feeder.stamp = stamp - 1
@@ -174,7 +195,7 @@ def test_nan_depth(feeder):
 
 
 def test_depth_arriving_just_after_its_image_is_paired(feeder):
-    depth_mm = np.full((480, 854), 1800, np.uint16)
+    depth_mm = np.full(feeder.size, 1800, np.uint16)
     before = int(feeder.probe.latest_diagnostics().get('events.depth_paired', 0))
     old = feeder.next_stamp()
     feeder.depth_pub.publish(image_msg(depth_mm, old, '16UC1'))  # the depth stream is live
