@@ -77,8 +77,8 @@ def test_split_grabcut_matches_whole():
     masks = {}
     for split in (0, 4000):
         dens = FlowDensifier(grabcut_split_px=split, grabcut_side=400)
-        masks[split] = dens._refine(img, prior, fg, bg, oid=1)
-        assert set(k[1] for k in dens._gmm) == ({0} if split == 0 else {1, 2})
+        masks[split] = dens.refiner.refine(img, prior, fg, bg, oid=1)
+        assert set(k[1] for k in dens.refiner.gmm) == ({0} if split == 0 else {1, 2})
         dens.close()
     inter = np.logical_and(masks[0], masks[4000]).sum()
     union = np.logical_or(masks[0], masks[4000]).sum()
