@@ -247,13 +247,8 @@ class SegmentNode(LifecycleNode):
     def _declare_runtime_parameters(self) -> None:
         """Declare pipeline-backed parameters; their default is what the pipeline uses now."""
         overridden = {}
-        for spec in P.SPECS:
-            if not spec.pipeline_key:
-                continue
-            current = P.pipeline_value(self.pipeline, spec.pipeline_key)
-            if current is None:  # the chosen backend has no such parameter: don't offer it
-                continue
-            current = float(current) if spec.kind == 'double' else int(current)
+        for spec in P.pipeline_specs(self.pipeline):  # the backends' run-time declarations
+            current = spec.default
             if self.has_parameter(spec.name):  # configured before: keep the value set since
                 value = self.get_parameter(spec.name).value
             else:
