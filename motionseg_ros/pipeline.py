@@ -37,7 +37,8 @@ class StreamingPipeline:
         self.config: Dict[str, Any] = dict(config) if config is not None else load_config()
         pipe = self.config.get('pipeline', {})
         self.window = int(pipe.get('window', 16))
-        self.stride = int(pipe.get('stride', 1))
+        self.stride = validate(PIPELINE_PARAMS, {'stride': pipe.get('stride', 1)},
+                               'pipeline')['stride']
         threads = int(pipe.get('opencv_threads', 0))
         if threads > 0:
             # the stages run their OpenCV calls on their own threads; OpenCV's internal pool
@@ -54,6 +55,10 @@ class StreamingPipeline:
             if stage == 'tracker':
                 params.setdefault('window', self.window)
             self.stages[stage] = registry.create(stage, spec['name'], params)
+            try:  # a configured value outside its run-time range is a config error too
+                self.stages[stage].check_params(self.stages[stage].get_params())
+            except ValueError as exc:
+                raise registry.BackendError(str(exc)) from exc
         for required in ('tracker', 'classifier', 'grouping', 'densifier'):
             if self.stages[required] is None:
                 raise registry.BackendError(f'the pipeline needs a {required} backend')

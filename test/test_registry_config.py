@@ -187,3 +187,15 @@ def test_run_time_changes_apply_all_or_nothing(geometric_pipeline):
     pipe.set_params({k: before[k] for k in ('classifier.threshold', 'densifier.high',
                                             'pipeline.stride')})
     assert pipe.get_params() == before
+
+
+@pytest.mark.parametrize('override, match', [
+    ('grouping.params.min_tracks=0', r'grouping affinity: min_tracks must be an integer'),
+    ('densifier.params.scale=2.0', r'densifier flow: scale must be a number in \[0.1, 1.0\]'),
+    ('densifier.params.grabcut_sid=200', r"unknown parameters \['grabcut_sid'\]"),
+    ('pipeline.stride=0', r'stride must be an integer'),
+])
+def test_configured_values_outside_their_range_stop_the_build(override, match):
+    with pytest.raises(registry.BackendError if 'stride' not in override else ValueError,
+                       match=match):
+        StreamingPipeline(load_config('geometric.yaml', [override]))

@@ -21,7 +21,7 @@ from motionseg_ros.densifiers.flow_regions import (HeldMasks, TracksAt, assign_r
                                                    warp_held)
 from motionseg_ros.densifiers.flow_score import FlowScorer, Scored, track_homography
 from motionseg_ros.densifiers.grabcut_refine import GrabCutRefiner
-from motionseg_ros.registry import register
+from motionseg_ros.registry import BackendError, register
 from motionseg_ros.stages import Densifier, StageContext
 from motionseg_ros.types import Frame, ObjectMask, TrackWindow, mask_box
 
@@ -37,10 +37,13 @@ class FlowDensifier(Densifier):
 
     def __init__(self, params: Optional[FlowParams] = None, **overrides: Any) -> None:
         """Configure from ``params`` or from config keywords (the fields of FlowParams)."""
-        if params is None:
-            params = FlowParams.from_mapping(overrides)
-        elif overrides:
-            params = FlowParams.from_mapping({**params.as_dict(), **overrides})
+        try:
+            if params is None:
+                params = FlowParams.from_mapping(overrides)
+            elif overrides:
+                params = FlowParams.from_mapping({**params.as_dict(), **overrides})
+        except ValueError as exc:  # a config error: the CLI and the node report it as such
+            raise BackendError(str(exc)) from exc
         self.params = params
         self.scorer = FlowScorer(params)
         self.refiner = GrabCutRefiner(params, self._helper)
