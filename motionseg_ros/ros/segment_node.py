@@ -255,6 +255,8 @@ class SegmentNode(LifecycleNode):
                 value = self._declare(spec, current)
             if value != current:
                 overridden[spec.pipeline_key] = value
+        with self._lock:  # declaring queued every value; the ones that differ are applied here
+            self._pending_params.clear()
         if overridden:
             try:
                 self.pipeline.set_params(overridden)
