@@ -11,7 +11,7 @@ not declared, so it is refused with the list of those that are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -31,6 +31,7 @@ class RuntimeParam:
     low: Optional[float] = None     # inclusive bounds of int and float parameters
     high: Optional[float] = None
     choices: Optional[Tuple[str, ...]] = None
+    default: Any = None             # only where the declaration is also the default's source
 
     def allowed(self) -> str:
         """Return the valid values in words, for error messages and descriptors."""
@@ -81,6 +82,40 @@ class RuntimeParam:
                 (self.high is not None and value > self.high):
             raise bad
         return value
+
+
+_KINDS = {'bool': bool, 'int': int, 'float': float, 'str': str}
+
+
+def table(text: str, with_default: bool = False) -> Tuple[RuntimeParam, ...]:
+    """Parse declarations written as a table, one parameter per line.
+
+    Columns: ``name kind values [default] description``; ``kind`` is bool, int, float or str;
+    ``values`` is ``lo..hi`` (inclusive), ``a|b|c`` (choices) or ``-``; the default column is
+    there when ``with_default``. A line that starts with a space continues the description.
+    A table reads like the documentation it is and keeps each parameter on one line.
+    """
+    rows: list = []
+    for line in text.strip('\n').splitlines():
+        if line[:1].isspace() and rows:
+            rows[-1][-1] += ' ' + line.strip()
+        elif line.strip():
+            cols = line.split(None, 4 if with_default else 3)
+            rows.append(cols[:-1] + [cols[-1]])
+    out = []
+    for cols in rows:
+        name, kind_name, values = cols[:3]
+        kind = _KINDS[kind_name]
+        low = high = choices = None
+        if '..' in values:
+            low, high = (kind(v) for v in values.split('..'))
+        elif '|' in values or kind is str:
+            choices = tuple(values.split('|'))
+        spec = RuntimeParam(name, kind, cols[-1], low, high, choices)
+        if with_default:
+            spec = replace(spec, default=spec.convert(cols[3]))
+        out.append(spec)
+    return tuple(out)
 
 
 def validate(declared: Sequence[RuntimeParam], params: Mapping[str, Any], owner: str

@@ -199,3 +199,19 @@ def test_configured_values_outside_their_range_stop_the_build(override, match):
     with pytest.raises(registry.BackendError if 'stride' not in override else ValueError,
                        match=match):
         StreamingPipeline(load_config('geometric.yaml', [override]))
+
+
+def test_declaration_table_parses_types_ranges_choices_and_continuations():
+    from motionseg_ros.runtime_params import table
+    a, b, c = table("""
+alpha  float 0.1..1       0.5   First line of a description
+  that goes on here.
+mode   str   fast|medium  fast  A choice.
+flag   bool  -            true  A flag.
+""", with_default=True)
+    assert (a.name, a.kind, a.low, a.high, a.default) == ('alpha', float, 0.1, 1.0, 0.5)
+    assert a.description == 'First line of a description that goes on here.'
+    assert b.choices == ('fast', 'medium') and b.default == 'fast'
+    assert c.kind is bool and c.default is True and c.low is None
+    with pytest.raises(ValueError, match='mode must be one of'):
+        b.convert('slow')

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from motionseg_ros.registry import register
-from motionseg_ros.runtime_params import THRESHOLD, RuntimeParam
+from motionseg_ros.runtime_params import THRESHOLD, table
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
 
@@ -97,28 +97,21 @@ class GeometricClassifier(Classifier):
 
     # not run-time: baselines (history kept), threads (pool size), epipolar_scores (read by
     # a model built for them)
-    runtime_params = (
-        THRESHOLD,
-        RuntimeParam('ransac_px', float, 'MAGSAC threshold (px) of the background model.',
-                     0.1, 20.0),
-        RuntimeParam('noise_floor_px', float, 'Least noise scale (px) residuals are divided '
-                     'by.', 0.01, 20.0),
-        RuntimeParam('z0', float, 'Residual (noise units) whose probability is 0.5.',
-                     0.0, 50.0),
-        RuntimeParam('z_scale', float, 'Width (noise units) of the residual-to-probability '
-                     'sigmoid.', 0.01, 20.0),
-        RuntimeParam('smoothing', float, "Weight of a track's previous probability (0: none).",
-                     0.0, 0.99),
-        RuntimeParam('parallax_ratio', float, 'Inlier ratio fundamental/homography above which '
-                     'epipolar residuals are used.', 1.0, 10.0),
-        RuntimeParam('planar_fraction', float, 'Homography inlier fraction below which the '
-                     'scene counts as non-planar.', 0.0, 1.0),
-        RuntimeParam('min_points', int, 'Fewest tracks a background fit needs.', 8, 10000),
-        RuntimeParam('use_epipolar', bool, 'Use the fundamental/essential model when the '
-                     'scene shows parallax.'),
-        RuntimeParam('mad_scale', bool, 'Noise scale from the MAD of all residuals instead '
-                     'of the inliers.'),
-    )
+    runtime_params = (THRESHOLD,) + table("""
+ransac_px       float 0.1..20    MAGSAC threshold (px) of the background model.
+noise_floor_px  float 0.01..20   Least noise scale (px) residuals are divided by.
+z0              float 0..50      Residual (noise units) whose probability is 0.5.
+z_scale         float 0.01..20   Width (noise units) of the residual-to-probability sigmoid.
+smoothing       float 0..0.99    Weight of a track's previous probability (0: none).
+parallax_ratio  float 1..10      Inlier ratio fundamental/homography above which epipolar
+  residuals are used.
+planar_fraction float 0..1       Homography inlier fraction below which the scene counts as
+  non-planar.
+min_points      int   8..10000   Fewest tracks a background fit needs.
+use_epipolar    bool  -          Use the fundamental/essential model when the scene shows
+  parallax.
+mad_scale       bool  -          Noise scale from the MAD of all residuals instead of the inliers.
+""")
 
     def __init__(self, threshold: float = 0.5, baselines: Tuple[int, ...] = (1, 2, 4, 8, 15),
                  ransac_px: float = 1.5, noise_floor_px: float = 0.75, z0: float = 3.5,

@@ -17,7 +17,7 @@ import numpy as np
 
 from motionseg_ros.classifiers.geometric import GeometricClassifier
 from motionseg_ros.registry import BackendError, register
-from motionseg_ros.runtime_params import THRESHOLD, RuntimeParam
+from motionseg_ros.runtime_params import THRESHOLD, table
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
 
@@ -63,15 +63,12 @@ def track_groups(ids: np.ndarray, group_size: int) -> list:
 class MosegClassifier(Classifier):
     """Spatio-temporal trajectory attention + MSDE decoder (SegAnyMo) on each window."""
 
-    runtime_params = (  # the model, device and threads are fixed once loaded
-        THRESHOLD,
-        RuntimeParam('adaptive_threshold', bool, "The paper's threshold schedule (0.95 ... "
-                     'down to threshold) instead of the fixed threshold.'),
-        RuntimeParam('smoothing', float, "Weight of a track's previous probability (0: none).",
-                     0.0, 0.99),
-        RuntimeParam('min_dynamic', int, 'Dynamic tracks the adaptive schedule must leave.',
-                     0, 100000),
-    )
+    runtime_params = (THRESHOLD,) + table("""
+adaptive_threshold bool  -          The paper's threshold schedule (0.95 ... down to threshold)
+  instead of the fixed threshold.
+smoothing          float 0..0.99    Weight of a track's previous probability (0: none).
+min_dynamic        int   0..100000  Dynamic tracks the adaptive schedule must leave.
+""")  # the model, device and threads are fixed once loaded
 
     def __init__(self, weights: str = 'builtin:motion_geo', device: str = 'auto',
                  threshold: Optional[float] = None, adaptive_threshold: bool = False,

@@ -19,7 +19,7 @@ import numpy as np
 
 from motionseg_ros.densifiers.prompting import Plan, PromptPlanner, points_in_masks
 from motionseg_ros.registry import BackendError, register
-from motionseg_ros.runtime_params import RuntimeParam
+from motionseg_ros.runtime_params import table
 from motionseg_ros.stages import Densifier, StageContext
 from motionseg_ros.types import Frame, ObjectMask, TrackWindow, mask_box
 from motionseg_ros.weights import (free_gpu_memory, is_oom, resolve_device, resolve_dtype,
@@ -30,24 +30,19 @@ LOG = logging.getLogger(__name__)
 #: config.json model_type -> transformers class name
 MODEL_CLASSES = {'sam2_video': 'Sam2VideoModel', 'edgetam_video': 'EdgeTamVideoModel'}
 #: the prompting thresholds, changeable at run time (ranges of PromptPlanner.validate)
-PLANNER_RUNTIME = (
-    RuntimeParam('min_uncovered', int, 'Uncovered dynamic tracks that prompt a new object.',
-                 1, 10000),
-    RuntimeParam('min_coverage', float, "Re-prompt below this fraction of the object's "
-                 'dynamic tracks inside its mask.', 0.0, 1.0),
-    RuntimeParam('min_tracks', int, "Dynamic tracks an object's mask must hold to be kept.",
-                 0, 10000),
-    RuntimeParam('grace_frames', int, 'Frames an object may hold too few tracks.', 0, 10000),
-    RuntimeParam('merge_iou', float, 'IoU above which two objects are duplicates.', 0.01, 1.0),
-    RuntimeParam('merge_containment', float, 'Containment above which two objects are '
-                 'duplicates.', 0.01, 1.0),
-    RuntimeParam('merge_frames', int, 'Consecutive duplicate frames before a merge.', 1, 1000),
-    RuntimeParam('max_objects', int, 'Most objects tracked at once.', 1, 100),
-    RuntimeParam('reprompt_interval', int, 'Least frames between two prompts of an object.',
-                 0, 10000),
-    RuntimeParam('dilation', int, 'Pixels masks grow by before a track counts as uncovered.',
-                 0, 100),
-)
+PLANNER_RUNTIME = table("""
+min_uncovered     int   1..10000  Uncovered dynamic tracks that prompt a new object.
+min_coverage      float 0..1      Re-prompt below this fraction of the object's dynamic tracks
+  inside its mask.
+min_tracks        int   0..10000  Dynamic tracks an object's mask must hold to be kept.
+grace_frames      int   0..10000  Frames an object may hold too few tracks.
+merge_iou         float 0.01..1   IoU above which two objects are duplicates.
+merge_containment float 0.01..1   Containment above which two objects are duplicates.
+merge_frames      int   1..1000   Consecutive duplicate frames before a merge.
+max_objects       int   1..100    Most objects tracked at once.
+reprompt_interval int   0..10000  Least frames between two prompts of an object.
+dilation          int   0..100    Pixels masks grow by before a track counts as uncovered.
+""")
 PLANNER_PARAMS = tuple(p.name for p in PLANNER_RUNTIME)
 
 
@@ -63,10 +58,9 @@ class Sam2Densifier(Densifier):
     """Per-object masks from a streaming SAM2/EdgeTAM session, prompted by dynamic tracks."""
 
     # the model, device, dtype and memory sizes are fixed once the session exists
-    runtime_params = PLANNER_RUNTIME + (
-        RuntimeParam('mask_threshold', float, 'Logit above which a pixel belongs to a mask.',
-                     -1e6, 1e6),
-    )
+    runtime_params = PLANNER_RUNTIME + table("""
+mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
+""")
 
     def __init__(self, model: str = 'sam2.1-hiera-tiny', model_type: str = 'auto',
                  device: str = 'auto', dtype: str = 'auto', mask_threshold: float = 0.0,
