@@ -16,9 +16,32 @@ import numpy as np
 from motionseg_ros import registry
 from motionseg_ros.config import STAGES, load_config
 from motionseg_ros.frame_checks import normalise_frame, too_small
+from motionseg_ros.runtime_params import RuntimeParam, validate
 from motionseg_ros.stages import StageContext
 from motionseg_ros.track_attributes import DepthHistory, FeatureCache
 from motionseg_ros.types import Frame, SegmentationResult, TrackWindow, mask_box
+
+
+#: run-time parameters of the pipeline itself (keys ``pipeline.<name>``)
+PIPELINE_PARAMS = (
+    RuntimeParam('stride', int, 'Run the motion classifier every N frames (tracks and masks '
+                 'every frame).', 1, 100),
+)
+
+
+def declared_runtime_params(config: Mapping[str, Any]) -> Dict[str, RuntimeParam]:
+    """Return the run-time parameters of the backends ``config`` names, by ``set_params`` key.
+
+    Reads the backends' class declarations without building them (no model is loaded), so a
+    node can offer its parameters before the pipeline exists.
+    """
+    out = {f'pipeline.{p.name}': p for p in PIPELINE_PARAMS}
+    for stage in STAGES:
+        spec = config.get(stage)
+        if spec and spec.get('name') not in (None, 'none'):
+            cls = registry.resolve(stage, spec['name'])
+            out.update({f'{stage}.{p.name}': p for p in getattr(cls, 'runtime_params', ())})
+    return out
 
 
 class StreamingPipeline:
@@ -29,7 +52,8 @@ class StreamingPipeline:
         self.config: Dict[str, Any] = dict(config) if config is not None else load_config()
         pipe = self.config.get('pipeline', {})
         self.window = int(pipe.get('window', 16))
-        self.stride = int(pipe.get('stride', 1))
+        self.stride = validate(PIPELINE_PARAMS, {'stride': pipe.get('stride', 1)},
+                               'pipeline')['stride']
         threads = int(pipe.get('opencv_threads', 0))
         if threads > 0:
             # the stages run their OpenCV calls on their own threads; OpenCV's internal pool
@@ -46,6 +70,10 @@ class StreamingPipeline:
             if stage == 'tracker':
                 params.setdefault('window', self.window)
             self.stages[stage] = registry.create(stage, spec['name'], params)
+            try:  # a configured value outside its run-time range is a config error too
+                self.stages[stage].check_params(self.stages[stage].get_params())
+            except ValueError as exc:
+                raise registry.BackendError(str(exc)) from exc
         for required in ('tracker', 'classifier', 'grouping', 'densifier'):
             if self.stages[required] is None:
                 raise registry.BackendError(f'the pipeline needs a {required} backend')
@@ -82,33 +110,48 @@ class StreamingPipeline:
         self._prob_by_id = {}
         self.resets += 1
 
-    def set_params(self, params: Mapping[str, Any]) -> None:
-        """Apply run-time changes given as ``{'classifier.threshold': 0.6, ...}``.
+    def runtime_params(self) -> Dict[str, RuntimeParam]:
+        """Return every run-time parameter by its ``set_params`` key (``classifier.threshold``)."""
+        return declared_runtime_params(self.config)
 
-        All changes are validated first and applied only if every one is valid.
+    def get_params(self) -> Dict[str, Any]:
+        """Return the current value of every run-time parameter, by ``set_params`` key."""
+        out: Dict[str, Any] = {'pipeline.stride': self.stride}
+        for stage_name, stage in self.stages.items():
+            if stage is not None:
+                out.update({f'{stage_name}.{k}': v for k, v in stage.get_params().items()})
+        return out
+
+    def check_params(self, params: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
+        """Validate ``{'classifier.threshold': 0.6, ...}``; return the values by stage.
+
+        Raises ValueError naming the first invalid parameter and what it allows. The key may
+        also be spelled like the config (``classifier.params.threshold``).
         """
-        staged = []
+        grouped: Dict[str, Dict[str, Any]] = {}
         for key, value in params.items():
             stage_name, _, attr = key.partition('.')
             if attr.startswith('params.'):
                 attr = attr[len('params.'):]
-            if stage_name == 'pipeline' and attr == 'stride':
-                if int(value) < 1:
-                    raise ValueError('pipeline.stride must be >= 1')
-                staged.append((None, attr, int(value)))
-                continue
-            stage = self.stages.get(stage_name)
-            if stage is None or not attr:
-                raise ValueError(f'unknown parameter {key!r}')
-            if not hasattr(stage, attr):
-                raise ValueError(f'{stage_name} backend {stage.backend_name!r} has no '
-                                 f'parameter {attr!r}')
-            staged.append((stage, attr, value))
-        for stage, attr, value in staged:
-            if stage is None:
-                self.stride = value
+            if stage_name != 'pipeline' and self.stages.get(stage_name) is None:
+                raise ValueError(f'unknown parameter {key!r}: the pipeline has no '
+                                 f'{stage_name!r} stage')
+            grouped.setdefault(stage_name, {})[attr] = value
+        return {name: (validate(PIPELINE_PARAMS, values, 'pipeline') if name == 'pipeline'
+                       else self.stages[name].check_params(values))
+                for name, values in grouped.items()}
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """Apply run-time changes given as ``{'classifier.threshold': 0.6, ...}``.
+
+        All changes are validated first and applied only if every one is valid; they take
+        effect on the next ``process``.
+        """
+        for stage_name, values in self.check_params(params).items():
+            if stage_name == 'pipeline':
+                self.stride = values.get('stride', self.stride)
             else:
-                stage.set_params({attr: value})
+                self.stages[stage_name].apply_params(values)
 
     def close(self) -> None:
         """Free every stage's resources."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, ClassVar, Deque, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from motionseg_ros.runtime_params import RuntimeParam, validate
 from motionseg_ros.types import Frame, ObjectMask, SegmentationResult, TrackWindow
 
 
@@ -49,19 +50,39 @@ class StageContext:
 
 
 class Stage(ABC):
-    """Common base: every backend can be reset and tuned while running."""
+    """Common base: every backend can be reset and tuned while running.
+
+    ``runtime_params`` declares what may change between frames (see
+    :mod:`motionseg_ros.runtime_params`); nothing else can be set at run time.
+    """
 
     backend_name: str = ''
+    stage_kind: str = ''    # the config section: tracker, classifier, ...
+    runtime_params: ClassVar[Tuple[RuntimeParam, ...]] = ()
 
     def reset(self) -> None:
         """Forget all per-stream state (new stream, resolution change, time going backwards)."""
 
-    def set_params(self, params: Dict[str, Any]) -> None:
-        """Change run-time parameters (thresholds); raise ValueError for unknown or bad ones."""
-        for key, value in params.items():
-            if not hasattr(self, key):
-                raise ValueError(f'{type(self).__name__} has no parameter {key!r}')
-            setattr(self, key, type(getattr(self, key))(value))
+    def describe(self) -> str:
+        """Return e.g. ``densifier flow``, for messages."""
+        return f'{self.stage_kind} {self.backend_name}'.strip() or type(self).__name__
+
+    def get_params(self) -> Dict[str, Any]:
+        """Return the current value of every declared run-time parameter."""
+        return {p.name: getattr(self, p.name) for p in self.runtime_params}
+
+    def check_params(self, params: Mapping[str, Any]) -> Dict[str, Any]:
+        """Return ``params`` validated and converted; ValueError naming a bad one."""
+        return validate(self.runtime_params, params, self.describe())
+
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """Change run-time parameters: all of them, or none when one is invalid."""
+        self.apply_params(self.check_params(params))
+
+    def apply_params(self, values: Dict[str, Any]) -> None:
+        """Apply values already returned by ``check_params`` (must not fail)."""
+        for key, value in values.items():
+            setattr(self, key, value)
 
     def close(self) -> None:
         """Free models and memory (GPU); the stage may be rebuilt afterwards."""
@@ -69,6 +90,8 @@ class Stage(ABC):
 
 class DepthEstimator(Stage):
     """Per-frame depth: from a sensor (the frame's own) or a monocular model."""
+
+    stage_kind = 'depth'
 
     @abstractmethod
     def estimate(self, frame: Frame, ctx: StageContext) -> Optional[np.ndarray]:
@@ -78,6 +101,8 @@ class DepthEstimator(Stage):
 class Tracker(Stage):
     """Online point tracker: one frame in, the window of tracks ending at it out."""
 
+    stage_kind = 'tracker'
+
     @abstractmethod
     def update(self, frame: Frame, ctx: StageContext) -> TrackWindow:
         """Consume ``frame`` and return the tracks over the last W frames, newest last."""
@@ -86,6 +111,8 @@ class Tracker(Stage):
 class FeatureExtractor(Stage):
     """Semantic features sampled at track positions (e.g. DINOv2)."""
 
+    stage_kind = 'features'
+
     @abstractmethod
     def extract(self, frame: Frame, xy: np.ndarray, ctx: StageContext) -> np.ndarray:
         """Return (N, D) float32 features at pixel positions ``xy`` (N, 2) of ``frame``."""
@@ -93,6 +120,8 @@ class FeatureExtractor(Stage):
 
 class Classifier(Stage):
     """Moving-vs-static decision per track."""
+
+    stage_kind = 'classifier'
 
     #: probability above which a track counts as dynamic
     threshold: float = 0.5
@@ -109,6 +138,8 @@ class Classifier(Stage):
 class Grouper(Stage):
     """Dynamic tracks -> objects, with ids kept across frames."""
 
+    stage_kind = 'grouping'
+
     @abstractmethod
     def group(self, window: TrackWindow, dynamic: np.ndarray, prob: np.ndarray,
               ctx: StageContext) -> np.ndarray:
@@ -117,6 +148,8 @@ class Grouper(Stage):
 
 class Densifier(Stage):
     """Sparse dynamic tracks -> dense per-object masks for the newest frame."""
+
+    stage_kind = 'densifier'
 
     def prepare(self, frame: Frame, ctx: StageContext) -> None:
         """Start work that needs only the frame (e.g. dense flow) before the tracker runs.

@@ -5,7 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from motionseg_ros.config import load_config
 from motionseg_ros.densifiers.flow import FlowDensifier
+from motionseg_ros.densifiers.flow_params import FlowParams
 from motionseg_ros.io.sources import open_source
 from motionseg_ros.pipeline import StreamingPipeline
 from motionseg_ros.types import Frame
@@ -77,11 +79,41 @@ def test_split_grabcut_matches_whole():
     masks = {}
     for split in (0, 4000):
         dens = FlowDensifier(grabcut_split_px=split, grabcut_side=400)
-        masks[split] = dens._refine(img, prior, fg, bg, oid=1)
-        assert set(k[1] for k in dens._gmm) == ({0} if split == 0 else {1, 2})
+        masks[split] = dens.refiner.refine(img, prior, fg, bg, oid=1)
+        assert set(k[1] for k in dens.refiner.gmm) == ({0} if split == 0 else {1, 2})
         dens.close()
     inter = np.logical_and(masks[0], masks[4000]).sum()
     union = np.logical_or(masks[0], masks[4000]).sum()
     assert inter / union > 0.97
     for m in masks.values():  # both cut the loose prior back to the object
         assert np.logical_and(m, obj).sum() / np.logical_or(m, obj).sum() > 0.9
+
+
+@pytest.mark.parametrize('key, value', [('densifier.scale', 0.25), ('densifier.preset', 'fast'),
+                                        ('densifier.refine_iters', 3)])
+def test_construction_only_parameters_are_refused_between_frames(frames, key, value):
+    """A change the flow state cannot follow is refused; the stream goes on unharmed."""
+    pipe = StreamingPipeline()
+    for i, img in enumerate(frames[:3]):
+        pipe.process(Frame(img, i * NS, index=i))
+    with pytest.raises(ValueError, match=rf"no run-time parameter '{key.split('.')[1]}'"):
+        pipe.set_params({key: value})
+    dens = pipe.stages['densifier']
+    assert dens.params.scale == 0.5 and dens.params.preset == 'medium'
+    res = pipe.process(Frame(frames[3], 3 * NS, index=3))
+    assert res.label_image().shape == frames[0].shape[:2]
+    pipe.close()
+
+
+def test_params_dataclass_is_built_from_the_config():
+    cfg = load_config()
+    dens = FlowDensifier(**cfg['densifier']['params'])
+    assert dens.params == FlowParams(**cfg['densifier']['params'])
+    assert FlowDensifier(FlowParams(grabcut=False), grow=0.5).params == \
+        FlowParams(grabcut=False, grow=0.5)
+    with pytest.raises(ValueError, match=r"unknown parameters \['grabcut_sid'\]"):
+        FlowDensifier(grabcut_sid=200)
+    assert FlowDensifier(grabcut='false').params.grabcut is False  # parsed, not truthy
+    with pytest.raises(ValueError, match=r'grabcut must be true or false'):
+        FlowDensifier(grabcut='no')
+    dens.close()

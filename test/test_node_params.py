@@ -15,7 +15,11 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from motionseg_ros import registry  # noqa: E402
+from motionseg_ros.config import STAGES, load_config  # noqa: E402
 from motionseg_ros.msg import MotionMasks, TrajectoryArray  # noqa: E402
+from motionseg_ros.pipeline import PIPELINE_PARAMS  # noqa: E402
+from motionseg_ros.ros.params import is_pipeline_key  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -88,6 +92,8 @@ def harness():
     ('pipeline.stride', 0, ['pipeline.stride']),
     ('depth_slop', -0.1, ['depth_slop']),
     ('pipeline_config', 'gpu.yaml', ['read-only']),
+    ('densifier.grabcut', 'false', ['type']),          # a bool, never a truthy string
+    ('densifier.hold_frames', -1, ['densifier.hold_frames']),
 ])
 def test_invalid_update_refused_with_reason(harness, name, value, words):
     before = harness.get(name)
@@ -108,6 +114,60 @@ def test_parameters_from_file_and_descriptors(harness):
     # left out of the file: the node shows the pipeline's own value, the threshold stored
     # with the default's weights
     assert harness.get('classifier.threshold').double_value == pytest.approx(0.8)
+
+
+def declared_runtime_params():
+    """Every run-time parameter the default pipeline's backends declare, by node name."""
+    cfg = load_config()  # the parameters file leaves pipeline_config at the default
+    out = {f'pipeline.{p.name}': p for p in PIPELINE_PARAMS}
+    for stage in STAGES:
+        spec = cfg.get(stage) or {}
+        if spec.get('name') not in (None, 'none'):
+            cls = registry.resolve(stage, spec['name'])
+            out.update({f'{stage}.{p.name}': p for p in cls.runtime_params})
+    return out
+
+
+def test_descriptors_are_the_backends_declarations(harness):
+    """The node offers exactly the declared run-time parameters, with their types and ranges."""
+    declared = declared_runtime_params()
+    listed = harness.call(harness.client.list_parameters()).result.names
+    assert {n for n in listed if is_pipeline_key(n)} == set(declared)
+    names = sorted(declared)
+    descriptors = harness.call(harness.client.describe_parameters(names)).descriptors
+    for name, desc in zip(names, descriptors):
+        param = declared[name]
+        assert desc.name == name and desc.description == param.description
+        assert not desc.read_only
+        assert desc.type == {bool: 1, int: 2, float: 3, str: 4}[param.kind], name
+        floats = [(r.from_value, r.to_value) for r in desc.floating_point_range]
+        ints = [(r.from_value, r.to_value) for r in desc.integer_range]
+        if param.kind is float:
+            assert floats == [(param.low, param.high)] and not ints, name
+        elif param.kind is int:
+            assert ints == [(param.low, param.high)] and not floats, name
+        else:
+            assert not floats and not ints, name
+
+
+@pytest.mark.parametrize('name, value', [('densifier.scale', 0.25),
+                                         ('densifier.preset', 'fast'),
+                                         ('classifier.weights', 'builtin:motion_only')])
+def test_construction_only_parameters_are_not_offered(harness, name, value):
+    """What cannot change between frames is no run-time parameter: setting it is refused."""
+    result = harness.set(name, value)
+    assert not result.successful and 'undeclared' in result.reason, result.reason
+    assert name not in harness.call(harness.client.list_parameters()).result.names
+    assert harness.node.alive()
+
+
+def test_declared_densifier_parameter_changes_at_run_time(harness):
+    assert harness.get('densifier.grabcut').bool_value is True
+    assert harness.set('densifier.grabcut', False).successful
+    assert harness.frame() is not None and harness.node.alive()
+    assert harness.get('densifier.grabcut').bool_value is False
+    assert harness.set('densifier.grabcut', True).successful
+    assert harness.frame() is not None
 
 
 def test_valid_threshold_change_takes_effect_next_frame(harness):

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from motionseg_ros.registry import register
+from motionseg_ros.runtime_params import THRESHOLD, table
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
 
@@ -93,6 +94,24 @@ def evidence_channels(num_tracks: int, num_frames: int,
 @register('classifier', 'geometric')
 class GeometricClassifier(Classifier):
     """Background-model residuals over several baselines, calibrated to a probability."""
+
+    # not run-time: baselines (history kept), threads (pool size), epipolar_scores (read by
+    # a model built for them)
+    runtime_params = (THRESHOLD,) + table("""
+ransac_px       float 0.1..20    MAGSAC threshold (px) of the background model.
+noise_floor_px  float 0.01..20   Least noise scale (px) residuals are divided by.
+z0              float 0..50      Residual (noise units) whose probability is 0.5.
+z_scale         float 0.01..20   Width (noise units) of the residual-to-probability sigmoid.
+smoothing       float 0..0.99    Weight of a track's previous probability (0: none).
+parallax_ratio  float 1..10      Inlier ratio fundamental/homography above which epipolar
+  residuals are used.
+planar_fraction float 0..1       Homography inlier fraction below which the scene counts as
+  non-planar.
+min_points      int   8..10000   Fewest tracks a background fit needs.
+use_epipolar    bool  -          Use the fundamental/essential model when the scene shows
+  parallax.
+mad_scale       bool  -          Noise scale from the MAD of all residuals instead of the inliers.
+""")
 
     def __init__(self, threshold: float = 0.5, baselines: Tuple[int, ...] = (1, 2, 4, 8, 15),
                  ransac_px: float = 1.5, noise_floor_px: float = 0.75, z0: float = 3.5,

@@ -16,6 +16,7 @@ import numpy as np
 
 from motionseg_ros.classifiers.geometric import GeometricClassifier
 from motionseg_ros.registry import BackendError, register
+from motionseg_ros.runtime_params import THRESHOLD, table
 from motionseg_ros.stages import Classifier, StageContext
 from motionseg_ros.types import TrackWindow
 from motionseg_ros.weights import resolve_weights
@@ -46,10 +47,17 @@ def track_groups(ids: np.ndarray, group_size: int) -> list:
 class MosegClassifier(Classifier):
     """Spatio-temporal trajectory attention + MSDE decoder (SegAnyMo) on each window."""
 
-    def __init__(self, weights: str = 'builtin:motion_only', device: str = 'auto',
+    runtime_params = (THRESHOLD,) + table("""
+adaptive_threshold bool  -          The paper's threshold schedule (0.95 ... down to threshold)
+  instead of the fixed threshold.
+smoothing          float 0..0.99    Weight of a track's previous probability (0: none).
+min_dynamic        int   0..100000  Dynamic tracks the adaptive schedule must leave.
+""")  # the model, device and threads are fixed once loaded
+
+    def __init__(self, weights: str = 'builtin:motion_geo', device: str = 'auto',
                  threshold: Optional[float] = None, adaptive_threshold: bool = False,
                  reference_quirks: bool = False, smoothing: float = 0.0,
-                 min_dynamic: int = 10, threads: int = 0, group_size: int = 0,
+                 min_dynamic: int = 10, threads: int = 2, group_size: int = 0,
                  geometric: Optional[Dict[str, Any]] = None) -> None:
         """Load the weights (strictly) and pick the device.
 
@@ -260,16 +268,3 @@ class MosegClassifier(Classifier):
             prob[seen] = self.smoothing * prev[seen] + (1 - self.smoothing) * prob[seen]
             self._prev = {int(i): float(p) for i, p in zip(window.ids, prob)}
         return prob
-
-    def set_params(self, params: Dict[str, Any]) -> None:
-        """Run-time changes: threshold, adaptive_threshold, smoothing, min_dynamic only."""
-        allowed = {'threshold', 'adaptive_threshold', 'smoothing', 'min_dynamic'}
-        for key in params:
-            if key not in allowed:
-                raise ValueError(f'moseg: parameter {key!r} cannot change at run time '
-                                 f'(changeable: {sorted(allowed)})')
-        if 'threshold' in params and not 0.0 <= float(params['threshold']) <= 1.0:
-            raise ValueError('moseg: threshold must be in [0, 1]')
-        if 'smoothing' in params and not 0.0 <= float(params['smoothing']) < 1.0:
-            raise ValueError('moseg: smoothing must be in [0, 1)')
-        super().set_params(params)

@@ -19,6 +19,7 @@ import numpy as np
 
 from motionseg_ros.densifiers.prompting import Plan, PromptPlanner, points_in_masks
 from motionseg_ros.registry import BackendError, register
+from motionseg_ros.runtime_params import table
 from motionseg_ros.stages import Densifier, StageContext
 from motionseg_ros.types import Frame, ObjectMask, TrackWindow, mask_box
 from motionseg_ros.weights import (free_gpu_memory, is_oom, resolve_device, resolve_dtype,
@@ -28,9 +29,21 @@ LOG = logging.getLogger(__name__)
 
 #: config.json model_type -> transformers class name
 MODEL_CLASSES = {'sam2_video': 'Sam2VideoModel', 'edgetam_video': 'EdgeTamVideoModel'}
-PLANNER_PARAMS = ('min_uncovered', 'min_coverage', 'min_tracks', 'grace_frames', 'merge_iou',
-                  'merge_containment', 'merge_frames', 'max_objects', 'reprompt_interval',
-                  'dilation')
+#: the prompting thresholds, changeable at run time (ranges of PromptPlanner.validate)
+PLANNER_RUNTIME = table("""
+min_uncovered     int   1..10000  Uncovered dynamic tracks that prompt a new object.
+min_coverage      float 0..1      Re-prompt below this fraction of the object's dynamic tracks
+  inside its mask.
+min_tracks        int   0..10000  Dynamic tracks an object's mask must hold to be kept.
+grace_frames      int   0..10000  Frames an object may hold too few tracks.
+merge_iou         float 0.01..1   IoU above which two objects are duplicates.
+merge_containment float 0.01..1   Containment above which two objects are duplicates.
+merge_frames      int   1..1000   Consecutive duplicate frames before a merge.
+max_objects       int   1..100    Most objects tracked at once.
+reprompt_interval int   0..10000  Least frames between two prompts of an object.
+dilation          int   0..100    Pixels masks grow by before a track counts as uncovered.
+""")
+PLANNER_PARAMS = tuple(p.name for p in PLANNER_RUNTIME)
 
 
 def warn(ctx: Optional[StageContext], message: str) -> None:
@@ -43,6 +56,11 @@ def warn(ctx: Optional[StageContext], message: str) -> None:
 @register('densifier', 'sam2')
 class Sam2Densifier(Densifier):
     """Per-object masks from a streaming SAM2/EdgeTAM session, prompted by dynamic tracks."""
+
+    # the model, device, dtype and memory sizes are fixed once the session exists
+    runtime_params = PLANNER_RUNTIME + table("""
+mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
+""")
 
     def __init__(self, model: str = 'sam2.1-hiera-tiny', model_type: str = 'auto',
                  device: str = 'auto', dtype: str = 'auto', mask_threshold: float = 0.0,
@@ -107,28 +125,10 @@ class Sam2Densifier(Densifier):
             return getattr(self.__dict__['planner'], name)
         raise AttributeError(name)
 
-    def set_params(self, params: Dict[str, Any]) -> None:
-        """Change thresholds at run time (validated; nothing changes if one is bad)."""
-        planner_values = {}
-        own_values = {}
-        for key, value in params.items():
-            if key in PLANNER_PARAMS:
-                planner_values[key] = type(getattr(self.planner, key))(value)
-            elif key in ('mask_threshold',):
-                own_values[key] = float(value)
-            else:
-                raise ValueError(f'densifier sam2 has no run-time parameter {key!r}')
-        old = {k: getattr(self.planner, k) for k in planner_values}
-        for key, value in planner_values.items():
-            setattr(self.planner, key, value)
-        try:
-            self.planner.validate()
-        except ValueError:
-            for key, value in old.items():
-                setattr(self.planner, key, value)
-            raise
-        for key, value in own_values.items():
-            setattr(self, key, value)
+    def apply_params(self, values: Dict[str, Any]) -> None:
+        """Apply validated values: the prompting thresholds belong to the planner."""
+        for key, value in values.items():
+            setattr(self.planner if key in PLANNER_PARAMS else self, key, value)
 
     def reset(self) -> None:
         """Start a new stream: a fresh session, no objects."""

@@ -17,6 +17,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from motionseg_ros.registry import register
+from motionseg_ros.runtime_params import table
 from motionseg_ros.stages import Grouper, StageContext
 from motionseg_ros.types import TrackWindow
 
@@ -24,6 +25,16 @@ from motionseg_ros.types import TrackWindow
 @register('grouping', 'affinity')
 class AffinityGrouper(Grouper):
     """Connected components of a kNN graph gated by distance and velocity."""
+
+    runtime_params = table("""
+k               int   1..64         Nearest neighbours linked per track.
+distance_px     float 0.001..10000  Link distance: px, or a fraction of the image diagonal
+  when < 1.
+velocity_px     float 0..1000       Velocity gate (px/frame) between linked tracks.
+velocity_rel    float 0..10         Velocity gate added per unit of the faster track's speed.
+velocity_frames int   1..100        Frames the velocity is measured over.
+min_tracks      int   1..10000      Fewest dynamic tracks that make a new object.
+""")
 
     def __init__(self, k: int = 8, distance_px: float = 0.12, velocity_px: float = 3.0,
                  velocity_rel: float = 0.6, velocity_frames: int = 3, min_tracks: int = 3

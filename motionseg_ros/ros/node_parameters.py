@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Set
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
 
+from motionseg_ros.registry import BackendError
 from motionseg_ros.ros import params as P
 
 
@@ -76,14 +77,21 @@ class NodeParameters:
     def _declare_runtime_parameters(self) -> None:
         """Declare the pipeline-backed parameters not declared yet (before any pipeline).
 
-        A value given at start (parameters file, ``-p``) is remembered as set by the user;
-        the others show the spec's default until configure shows the pipeline's own value.
+        They come from the configured backends' declarations. A value given at start
+        (parameters file, ``-p``) is remembered as set by the user; the others show the
+        configured value until configure shows the pipeline's own value. A config that cannot
+        be read declares none here: configure then fails and says why.
         """
+        try:
+            specs = P.config_specs(self._load_config())
+        except (SetupError, BackendError) as exc:
+            self.get_logger().warning(f'run-time parameters not declared yet: {exc}')
+            return
         given = getattr(self, '_parameter_overrides', {})  # rclpy's start-up values
         self._syncing = True  # after cleanup the set-parameters callback sees these: no user
         try:
-            for spec in P.SPECS:
-                if spec.pipeline_key and not self.has_parameter(spec.name):
+            for spec in specs:
+                if not self.has_parameter(spec.name):
                     self._declare(spec)
                     if spec.name in given:
                         self._user_set.add(spec.name)
@@ -94,20 +102,17 @@ class NodeParameters:
         """Apply the run-time values someone set; show the pipeline's value for the others.
 
         Without this, the pipeline config's value (``gpu.yaml``) would be silently replaced
-        by a node default. A backend without the parameter does not offer it.
+        by a node default.
         """
         wanted: Dict[str, Any] = {}
-        for spec in P.SPECS:
-            if not spec.pipeline_key or not self.has_parameter(spec.name):
-                continue
-            current = P.pipeline_value(pipeline, spec.pipeline_key)
-            if current is None:
-                if spec.name in self._user_set:
-                    why = P.check_pipeline_key(pipeline, spec.pipeline_key)
-                    self.get_logger().warning(f'{spec.name} ignored: {why}')
-                self.undeclare_parameter(spec.name)  # declared again on cleanup
-                continue
-            current = float(current) if spec.kind == 'double' else int(current)
+        for spec in P.pipeline_specs(pipeline):
+            current = spec.default
+            if not self.has_parameter(spec.name):
+                self._syncing = True
+                try:
+                    self._declare(spec)
+                finally:
+                    self._syncing = False
             value = self.get_parameter(spec.name).value
             if value == current:
                 continue
@@ -119,7 +124,8 @@ class NodeParameters:
                     self.set_parameters([Parameter(spec.name, value=current)])
                 finally:
                     self._syncing = False
-        self._pending_params = {}  # values set before configure are applied here
+        with self._params_lock:
+            self._pending_params = {}  # values set before configure are applied here
         if wanted:
             try:
                 pipeline.set_params(wanted)
@@ -143,7 +149,7 @@ class NodeParameters:
                 self.depth_wait = float(value)
             elif name == 'publish_static_trajectories':
                 self.static_trajectories = bool(value)
-            elif name in P.BY_NAME and P.BY_NAME[name].pipeline_key:
+            elif P.is_pipeline_key(name):
                 self._user_set.add(name)
         pipeline_changes = P.pipeline_updates(updates)
         if pipeline_changes and self.pipeline is not None:
@@ -155,4 +161,5 @@ class NodeParameters:
         """Return the queued parameter changes that differ from what the pipeline uses."""
         with self._params_lock:
             changes, self._pending_params = self._pending_params, {}
-        return {k: v for k, v in changes.items() if P.pipeline_value(pipeline, k) != v}
+        current = pipeline.get_params()
+        return {k: v for k, v in changes.items() if current.get(k) != v}

@@ -166,9 +166,16 @@ class SegmentNode(NodeParameters, LifecycleNode):
             self.pipeline = None
 
     # ------------------------------------------------------------------ set-up
-    def _build_pipeline(self) -> StreamingPipeline:
+    def _load_config(self) -> Dict[str, Any]:
         try:
-            config = load_config(self.pipeline_config or None, self.pipeline_overrides)
+            return load_config(self.pipeline_config or None, self.pipeline_overrides)
+        except (ConfigError, BackendError, ValueError, OSError) as exc:
+            raise SetupError(f'cannot read pipeline_config={self.pipeline_config!r} '
+                             f'overrides={self.pipeline_overrides}: {exc}') from exc
+
+    def _build_pipeline(self) -> StreamingPipeline:
+        config = self._load_config()
+        try:
             return StreamingPipeline(config)
         except (ConfigError, BackendError, ValueError, OSError, ImportError,
                 RuntimeError) as exc:  # e.g. missing model weights: say which and why

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from motionseg_ros.registry import register
+from motionseg_ros.runtime_params import table
 from motionseg_ros.stages import StageContext, Tracker
 from motionseg_ros.types import Frame, TrackWindow
 
@@ -22,6 +23,14 @@ from motionseg_ros.types import Frame, TrackWindow
 @register('tracker', 'klt')
 class KLTTracker(Tracker):
     """Keep about ``max_tracks`` KLT tracks spread over a grid of cells."""
+
+    # not run-time: window, scale, grid, win_size, max_level (the stored tracks and images
+    # depend on them), max_tracks (sizes max_stored)
+    runtime_params = table("""
+fb_threshold  float 0.05..100  Forward-backward error (tracking px) above which a track drops.
+min_distance  float 1..100     Least distance (tracking px) between a new track and any other.
+quality       float 1e-6..1    Corner quality (fraction of the best corner) a new track needs.
+""")
 
     def __init__(self, window: int = 16, max_tracks: int = 600, scale: float = 0.5,
                  grid: Tuple[int, int] = (8, 12), win_size: int = 15, max_level: int = 3,
