@@ -25,6 +25,7 @@ from motionseg_ros.msg import MotionMasks, TrajectoryArray  # noqa: E402
 pytestmark = pytest.mark.ros
 
 FPS = 10.0
+LOCKSTEP = 24   # frames sent one at a time before the free-running 10 fps part
 BASE_NS = 1_700_000_000 * 1_000_000_000
 TOPICS = ['/motion_masks', '/motion_masks/label_image', '/dynamic_trajectories',
           '/segment_node/debug_image', '/diagnostics']
@@ -32,7 +33,12 @@ TOPICS = ['/motion_masks', '/motion_masks/label_image', '/dynamic_trajectories',
 
 @pytest.fixture(scope='module')
 def run():
-    """Start the node, stream car-shadow (40 frames) at 10 fps, stop it with SIGINT."""
+    """Start the node, stream car-shadow (40 frames), stop it with SIGINT.
+
+    The first LOCKSTEP frames go one at a time (the next once the last one's mask arrived, at
+    10 fps at most), so what the node finds does not depend on the machine's load; the rest go
+    at 10 fps whether the node keeps up or not, so its newest-frame policy drops some.
+    """
     frames = davis_frames('car-shadow', 40)
     isolate_dds()
     ctx = rclpy.Context()
@@ -55,6 +61,8 @@ def run():
         for i, (img, stamp) in enumerate(zip(frames, stamps)):
             pub.publish(image_msg(img, stamp))
             probe.wait_for(lambda: False, 1.0 / FPS)  # 10 fps pacing while spinning
+            if i < LOCKSTEP:  # a frame lost by best-effort transport times out: go on
+                probe.wait_for(lambda: len(probe.messages('/motion_masks')) > i, 20.0)
         # wait until the node has dealt with every frame it received, and no more frames
         # arrive (a queued image may reach the node after one settled report)
         settled = probe.wait_for(_Steady(probe), 40.0)
@@ -110,9 +118,10 @@ def test_counters_add_up(run):
     assert received >= 0.8 * len(run['stamps']), diag
     assert received == int(diag['processed']) + int(diag['dropped']) + int(diag['rejected'])
     assert int(diag['rejected']) == 0, diag
-    # how many frames a busy 2-core machine gets through at 10 fps varies (5-30 of 40):
-    # drops are the node's policy, so only ask for some output
-    assert int(diag['processed']) >= 3, diag
+    # the lockstep part is processed whole (best-effort transport may lose one or two); how
+    # many of the free-running rest a busy 2-core machine gets through varies: drops are the
+    # node's policy
+    assert int(diag['processed']) >= LOCKSTEP - 4, diag
     for key in ('input_rate_hz', 'output_rate_hz', 'latency_p50_ms', 'latency_p95_ms',
                 'backend.tracker', 'backend.classifier'):
         assert key in diag, key
@@ -146,7 +155,8 @@ def test_label_image_topic_matches_input_size(run):
 
 def test_objects_found_after_warm_up(run):
     masks = run['probe'].messages('/motion_masks')
-    late = [m for m in masks if stamp_ns(m.header.stamp) >= run['stamps'][8]]
+    late = [m for m in masks
+            if run['stamps'][8] <= stamp_ns(m.header.stamp) < run['stamps'][LOCKSTEP]]
     assert late, 'no frame processed after warm-up'
     with_objects = [m for m in late if m.objects]
     assert len(with_objects) >= max(1, len(late) // 2), \
