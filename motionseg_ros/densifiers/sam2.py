@@ -246,8 +246,10 @@ class Sam2Densifier(Densifier):
         return None, None, None
 
     def _prompt_and_forward(self, image: np.ndarray, t: int, plan: Plan):
-        """Add prompts at frame ``t``, run the model; return (mask logits at frame size,
-        object-score logits, ids)."""
+        """Add prompts at frame ``t``, run the model; return (logits, object scores, ids).
+
+        ``logits`` are the mask logits at frame size, (K, H, W) float32.
+        """
         torch = self._torch
         h, w = image.shape[:2]
         inputs = self.processor(images=image, device=self.device, return_tensors='pt')
@@ -283,8 +285,11 @@ class Sam2Densifier(Densifier):
         return logits[:, 0].cpu().numpy(), obj_logits, [int(i) for i in out.object_ids]
 
     def _encode_memories(self, t: int, prompted: set) -> None:
-        """Encode frame ``t``'s memories in two batches: prompted objects (binarised masks,
-        as Meta's SAM2 does for clicked frames) and tracked ones (soft masks)."""
+        """Encode frame ``t``'s memories in two batches, prompted and tracked objects.
+
+        Prompted objects get binarised masks (as Meta's SAM2 does for clicked frames), tracked
+        ones their soft masks.
+        """
         s = self.session
         groups: Dict[bool, tuple] = {True: ([], [], []), False: ([], [], [])}
         for oid in s.obj_ids:

@@ -59,13 +59,13 @@ def import_meta_sam2(ref_path: Optional[Path]):
                              'of github:facebookresearch/sam2)')
         if not (root / 'sam2' / 'configs' / 'sam2.1').is_dir():
             raise SystemExit(f'{root}: a SAM2 1.0 copy (no configs/sam2.1); the product runs '
-                             'SAM2.1, compare with Meta\'s checkout instead')
+                             "SAM2.1, compare with Meta's checkout instead")
         sys.path.insert(0, str(root))
     try:
         import sam2  # noqa: F401  (initialises hydra's config module)
         from sam2.build_sam import build_sam2_video_predictor
     except ImportError as exc:
-        raise SystemExit(f'cannot import Meta\'s sam2 ({exc}); it needs hydra-core and iopath: '
+        raise SystemExit(f"cannot import Meta's sam2 ({exc}); it needs hydra-core and iopath: "
                          'pip install hydra-core iopath (in a throwaway venv)') from exc
     return build_sam2_video_predictor
 
@@ -96,12 +96,13 @@ class Spec:
                 f'++{trunk}.global_att_blocks={lst(self.global_att_blocks)}',
                 f'++{trunk}.window_spec={lst(self.window_spec)}',
                 f'++{trunk}.window_pos_embed_bkg_spatial_size={lst(self.window_pos_bkg)}',
-                f'++model.image_encoder.neck.backbone_channel_list={lst([8 * e, 4 * e, 2 * e, e])}',
+                '++model.image_encoder.neck.backbone_channel_list='
+                + lst([8 * e, 4 * e, 2 * e, e]),
                 f'++{mem}.self_attention.feat_sizes=[{f},{f}]',
                 f'++{mem}.cross_attention.feat_sizes=[{f},{f}]']
 
     def hf_config(self):
-        """The transformers ``Sam2VideoConfig`` of the same model."""
+        """Return the transformers ``Sam2VideoConfig`` of the same model."""
         from transformers import Sam2VideoConfig
         s, e, h = self.image_size, self.embed_dim, self.num_heads
         backbone = dict(model_type='sam2_hiera_det_model', hidden_size=e, num_attention_heads=h,
@@ -127,7 +128,8 @@ def build_meta(build_fn, spec: Spec, seed: int, present_bias: float):
     """
     import torch
     torch.manual_seed(seed)
-    predictor = build_fn(META_CONFIG, None, device='cpu', hydra_overrides_extra=spec.meta_overrides())
+    predictor = build_fn(META_CONFIG, None, device='cpu',
+                         hydra_overrides_extra=spec.meta_overrides())
     with torch.no_grad():
         predictor.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(present_bias)
     return predictor.eval()
@@ -253,9 +255,12 @@ class Click:
 
 
 def default_clicks(h: int, w: int, num_frames: int) -> List[Click]:
-    """Object 1: a positive and a negative click at frame 0, re-prompted with three positive
+    """Return the clicks of the comparison (frame-pixel coordinates).
+
+    Object 1: a positive and a negative click at frame 0, re-prompted with three positive
     clicks at mid-clip (the product's re-prompt); object 2: one positive click at frame 2 (a
-    new object found mid-stream)."""
+    new object found mid-stream).
+    """
     k = max(2, num_frames // 2)
     f = np.float32
     return [
@@ -267,8 +272,10 @@ def default_clicks(h: int, w: int, num_frames: int) -> List[Click]:
 
 
 def write_frames(images: Sequence[np.ndarray], folder: Path) -> Path:
-    """Save BGR frames as 00000.jpg ... (what Meta's loader reads) -- lossless enough: the
-    parity run feeds both models the same decoded pixels anyway."""
+    """Save BGR frames as 00000.jpg ... (what Meta's loader reads).
+
+    JPEG is lossy, so both sides read the written files back (see :func:`parity`).
+    """
     import cv2
     folder.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(images):
@@ -283,7 +290,7 @@ def read_frames(folder: Path) -> List[np.ndarray]:
 
 
 def run_product(model_dir: Path, images: Sequence[np.ndarray], clicks: Sequence[Click]):
-    """The product's densifier, prompted with ``clicks``: per frame {obj: (lowres, logits)}."""
+    """Run the product's densifier with ``clicks``; per frame {obj: (lowres, logits, score)}."""
     from motionseg_ros.densifiers.prompting import Plan, Prompt
     from motionseg_ros.densifiers.sam2 import Sam2Densifier
     d = Sam2Densifier(model=str(model_dir), device='cpu', dtype='float32')
@@ -413,7 +420,7 @@ def preprocessing_gap(frames_dir: Path, images, processor, spec: Spec):
     worst = 0.0
     for path, bgr in zip(sorted(frames_dir.glob('*.jpg')), images):
         pil = Image.open(path).convert('RGB').resize((spec.image_size, spec.image_size))
-        meta = (torch.from_numpy(np.asarray(pil)).permute(2, 0, 1).float() / 255 - mean) / std
+        meta = (torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255 - mean) / std
         ours = processor(images=np.ascontiguousarray(bgr[..., ::-1]),
                          return_tensors='pt').pixel_values[0]
         worst = max(worst, float((meta - ours).abs().max()))
@@ -421,7 +428,7 @@ def preprocessing_gap(frames_dir: Path, images, processor, spec: Spec):
 
 
 def product_pixels(processor, images):
-    """The exact tensors the product feeds its model (so Meta sees the same pixels)."""
+    """Return the tensors the product feeds its model (so Meta sees the same pixels)."""
     import torch
     return torch.stack([processor(images=np.ascontiguousarray(b[..., ::-1]),
                                   return_tensors='pt').pixel_values[0] for b in images])
@@ -466,6 +473,7 @@ def parity(build_fn, images, clicks, spec: Spec, num_frames: int, seed: int = 0,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the comparison on real frames; print the figures; 1 above tolerance."""
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('ref_path', type=Path, help="checkout of Meta's sam2 (facebookresearch/sam2)")
     ap.add_argument('--video', type=Path, default=DEFAULT_VIDEO, help='folder of JPEG frames')
@@ -496,7 +504,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unmatched = [r for r in res['matched'] if 'only' in r]
     print(f'\npreprocessing (Meta PIL resize vs transformers processor): max abs '
           f'{res["pixels"]:.3e} in normalised pixel units (not used above: both got the '
-          'product\'s pixels)')
+          "product's pixels)")
     print(f'matched: worst mask-logit max abs diff {worst:.3e} over {len(matched)} '
           f'frame-objects, min IoU {min(r["iou"] for r in matched):.4f}, tolerance {args.tol}')
     ref = [r for r in res['reference'] if 'only' not in r]
@@ -508,7 +516,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'{args.frames}-frame video: worst max abs diff '
               f'{max(r["full"] for r in short):.3e}, min IoU {min(r["iou"] for r in short):.4f}')
     if unmatched or worst > args.tol:
-        print('FAIL: the streaming densifier does not reproduce Meta\'s predictor')
+        print("FAIL: the streaming densifier does not reproduce Meta's predictor")
         return 1
     print('OK')
     return 0
