@@ -233,13 +233,11 @@ def save_product_model(predictor, spec: Spec, dest: Path) -> Path:
     if missing or unexpected:
         raise SystemExit(f'conversion incomplete: missing {missing[:8]} unexpected '
                          f'{unexpected[:8]}')
-    s = spec.image_size
-    proc = Sam2VideoProcessor(
-        image_processor=Sam2ImageProcessor(size={'height': s, 'width': s},
-                                           mask_size={'height': s // 4, 'width': s // 4}),
-        video_processor=Sam2VideoVideoProcessor(size={'height': s, 'width': s}))
     model.save_pretrained(dest)
-    proc.save_pretrained(dest)
+    side = spec.image_size
+    frame_size, mask_size = ({'height': n, 'width': n} for n in (side, side // 4))
+    Sam2VideoProcessor(Sam2ImageProcessor(size=frame_size, mask_size=mask_size),
+                       Sam2VideoVideoProcessor(size=frame_size)).save_pretrained(dest)
     return dest
 
 
@@ -436,14 +434,15 @@ def product_pixels(processor, images):
 
 def parity(build_fn, images, clicks, spec: Spec, num_frames: int, seed: int = 0,
            present_bias: float = 8.0, workdir: Optional[Path] = None, reference: bool = True,
-           quiet: bool = False) -> Dict:
+           own_pixels: bool = False, quiet: bool = False) -> Dict:
     """Run the comparisons on the first ``num_frames`` of ``images``.
 
     Meta's predictor sees the whole of ``images`` as its video but only tracks the first
     ``num_frames``: it scales object-pointer time by ``min(video length, 16) - 1`` while the
     stream (length unknown) always uses 15, so a video of >= 16 frames is the same
     computation; a shorter one is the ``short`` comparison (matched order, ``num_frames``-frame
-    video). Returns {'matched', 'reference', 'short': rows, 'pixels': float}.
+    video); ``own`` lets Meta load and resize the frames itself. Returns {'matched',
+    'reference', 'short', 'own': rows, 'pixels': float}.
     """
     import torch
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -462,6 +461,10 @@ def parity(build_fn, images, clicks, spec: Spec, num_frames: int, seed: int = 0,
             meta = run_meta(predictor, frames_dir, pixels, clicks, num_frames, 'reference')
             result['reference'] = compare(product, meta,
                                           'reference order (offline, backward, OR)', quiet)
+        if own_pixels:
+            meta = run_meta(predictor, frames_dir, None, clicks, num_frames, 'matched')
+            result['own'] = compare(product, meta, "matched order, Meta's own frame loader",
+                                    quiet)
         if len(images) > num_frames:
             short_dir = write_frames(images[:num_frames], tmp / 'short')
             meta = run_meta(predictor, short_dir, pixels[:num_frames], clicks, num_frames,
@@ -498,7 +501,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'prompt frame {c.frame} object {c.obj}: points {c.points.round(1).tolist()} '
               f'labels {c.labels.tolist()}')
     spec = Spec(image_size=args.size)
-    res = parity(build_fn, images, clicks, spec, args.frames, seed=args.seed)
+    res = parity(build_fn, images, clicks, spec, args.frames, seed=args.seed, own_pixels=True)
     matched = [r for r in res['matched'] if 'only' not in r]
     worst = max(max(r['lowres'], r['full']) for r in matched)
     unmatched = [r for r in res['matched'] if 'only' in r]
@@ -515,6 +518,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         short = [r for r in res['short'] if 'only' not in r]
         print(f'{args.frames}-frame video: worst max abs diff '
               f'{max(r["full"] for r in short):.3e}, min IoU {min(r["iou"] for r in short):.4f}')
+    own = [r for r in res['own'] if 'only' not in r]
+    print(f"Meta's own frame loader: worst max abs diff {max(r['full'] for r in own):.3e}, "
+          f'min IoU {min(r["iou"] for r in own):.4f}')
     if unmatched or worst > args.tol:
         print("FAIL: the streaming densifier does not reproduce Meta's predictor")
         return 1
