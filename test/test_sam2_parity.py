@@ -118,3 +118,17 @@ def test_matches_meta_sam2_video_predictor(tmp_path):
     assert len(rows) == 10 and all('only' not in r for r in rows)
     assert max(max(r['lowres'], r['full']) for r in rows) < 1e-4
     assert min(r['iou'] for r in rows) > 0.999
+
+
+def test_frames_are_resized_like_metas_loader(tiny):
+    """Meta's predictor resizes with PIL's bicubic filter (then ImageNet normalisation)."""
+    import torch
+    from PIL import Image
+    d = Sam2Densifier(model=str(tiny), device='cpu')
+    img = frames(1, h=96, w=160)[0]
+    size = d.model.config.image_size
+    ours = d.processor(images=img, return_tensors='pt').pixel_values[0]
+    pil = np.asarray(Image.fromarray(img).resize((size, size)), np.float32) / 255
+    meta = (torch.from_numpy(pil).permute(2, 0, 1) - torch.tensor(
+        [0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    assert float((ours - meta).abs().mean()) < 1e-3   # bilinear: 0.024

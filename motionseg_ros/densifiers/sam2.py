@@ -86,6 +86,10 @@ class Sam2Densifier(Densifier):
                                          dtype=self.dtype).to(self.device).eval()
         self.processor = transformers.Sam2VideoProcessor.from_pretrained(
             str(self.model_path), local_files_only=True)
+        # Meta's predictor resizes frames with PIL's bicubic filter; transformers' processor
+        # defaults to bilinear (pixel gap 0.23 -> 0.035, see docs/paper-fidelity.md)
+        from transformers.image_utils import PILImageResampling
+        self.processor.image_processor.resample = PILImageResampling.BICUBIC
         self.model_type = wanted
         self.mask_threshold = float(mask_threshold)
         cfg = self.model.config
