@@ -19,7 +19,10 @@ loads like released weights. Both then run on the same real frames with the same
 * ``reference`` -- the reference's call order (SegAnyMo ``run_sam2.py`` stage 2: each object on
   its own, every prompt added before propagating, forward then backward when frame 0 is not
   prompted, masks OR-ed): measured, not asserted; this is the online-vs-offline deviation.
-* ``preprocessing`` -- Meta's own frame loader (PIL resize) vs the transformers processor.
+* ``own`` -- the matched order with Meta loading and resizing the frames itself (PIL bicubic)
+  instead of getting the product's pixels; ``pixels``: the input gap itself.
+* ``short`` -- the matched order on a video of only ``--frames`` frames (Meta scales
+  object-pointer time by the video length when it is below 16 frames; a stream cannot).
 
 Prints every figure; exits 1 when a ``matched`` figure exceeds the tolerance.
 """
