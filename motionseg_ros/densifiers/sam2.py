@@ -104,6 +104,10 @@ mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
                                          dtype=self.dtype).to(self.device).eval()
         self.processor = transformers.Sam2VideoProcessor.from_pretrained(
             str(self.model_path), local_files_only=True)
+        # Meta's predictor resizes frames with PIL's bicubic filter; transformers' processor
+        # defaults to bilinear (pixel gap 0.23 -> 0.035, see docs/paper-fidelity.md)
+        from transformers.image_utils import PILImageResampling
+        self.processor.image_processor.resample = PILImageResampling.BICUBIC
         self.model_type = wanted
         self.mask_threshold = float(mask_threshold)
         cfg = self.model.config
@@ -195,10 +199,11 @@ mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
             self._prev_masks, self._prev_ids = None, []
             return []
         image = np.ascontiguousarray(frame.image[..., ::-1])  # BGR -> RGB
-        masks, logits, ids = self._run(image, t, plan, ctx)
+        mask_logits, logits, ids = self._run(image, t, plan, ctx)
         if ids is None:
             self._prev_masks, self._prev_ids = None, []
             return []
+        masks = mask_logits > self.mask_threshold
         upd = self.planner.update(t, window.ids, xy_now, vis_now, dynamic, ids, masks)
         remove = set(upd.drop)
         for keep, gone in upd.merges:
@@ -245,7 +250,10 @@ mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
         return None, None, None
 
     def _prompt_and_forward(self, image: np.ndarray, t: int, plan: Plan):
-        """Add prompts at frame ``t``, run the model; return (masks, object logits, ids)."""
+        """Add prompts at frame ``t``, run the model; return (logits, object scores, ids).
+
+        ``logits`` are the mask logits at frame size, (K, H, W) float32.
+        """
         torch = self._torch
         h, w = image.shape[:2]
         inputs = self.processor(images=image, device=self.device, return_tensors='pt')
@@ -265,15 +273,44 @@ mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
             prompted.append(oid)
         # every prompted object (not only the last call's) must count as having new inputs
         self.session.obj_with_new_inputs = list(prompted)
+        # transformers' Sam2VideoModel encodes all objects' memories in one batch and binarises
+        # every mask when any object was prompted; Meta's SAM2 binarises only prompted ones
+        split = (bool(prompted) and len(prompted) < len(self.session.obj_ids)
+                 and hasattr(self.model, '_batch_encode_memories'))
         with torch.inference_mode():
             out = self.model(inference_session=self.session,
                              frame=inputs.pixel_values[0].to(self.device, self.dtype),
-                             frame_idx=t)
+                             frame_idx=t, run_mem_encoder=not split)
+            if split:
+                self._encode_memories(t, set(prompted))
             logits = self.processor.post_process_masks(
                 [out.pred_masks.float()], original_sizes=[[h, w]], binarize=False)[0]
-        masks = (logits[:, 0] > self.mask_threshold).cpu().numpy()
         obj_logits = out.object_score_logits.float().reshape(-1).cpu().numpy()
-        return masks, obj_logits, [int(i) for i in out.object_ids]
+        return logits[:, 0].cpu().numpy(), obj_logits, [int(i) for i in out.object_ids]
+
+    def _encode_memories(self, t: int, prompted: set) -> None:
+        """Encode frame ``t``'s memories in two batches, prompted and tracked objects.
+
+        Prompted objects get binarised masks (as Meta's SAM2 does for clicked frames), tracked
+        ones their soft masks.
+        """
+        s = self.session
+        groups: Dict[bool, tuple] = {True: ([], [], []), False: ([], [], [])}
+        for oid in s.obj_ids:
+            outs = s.output_dict_per_obj[s._obj_id_to_idx[oid]]
+            rec = outs['cond_frame_outputs'].get(t) or outs['non_cond_frame_outputs'].get(t)
+            if rec is None or 'high_res_masks' not in rec or 'maskmem_features' in rec:
+                continue
+            idxs, masks, scores = groups[int(oid) in prompted]
+            idxs.append(s._obj_id_to_idx[oid])
+            masks.append(rec['high_res_masks'].to(self.device))
+            scores.append(rec['object_score_logits'])
+        for from_points, (idxs, masks, scores) in groups.items():
+            if idxs:
+                self.model._batch_encode_memories(
+                    inference_session=s, frame_idx=t, objects_needing_memory_encoding=idxs,
+                    high_res_masks_for_memory=masks, object_score_logits_for_memory=scores,
+                    is_mask_from_pts_per_obj=[from_points] * len(idxs))
 
     # ------------------------------------------------------------------ session upkeep
     def _forget_frame(self, oid: int, t: int) -> None:
@@ -321,6 +358,8 @@ mask_threshold    float -1e6..1e6  Logit above which a pixel belongs to a mask.
             for k in [k for k in tracked if k < oldest]:
                 del tracked[k]
             cond = outs['cond_frame_outputs']
+            for rec in list(cond.values()) + list(non_cond.values()):
+                rec.pop('high_res_masks', None)   # image-size masks, only needed to encode
             if len(cond) > self.max_cond_frames:
                 keys = sorted(cond)
                 keep = {keys[0]} | set(keys[-(self.max_cond_frames - 1):]
