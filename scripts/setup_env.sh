@@ -43,11 +43,14 @@ if [ "$(cat "$STAMPS/pip" 2>/dev/null)" != "$REQ_DIGEST" ]; then
   "$PY" -c 'import torch' || fail "torch import"
   step "installing ROS 2 wheels, colcon, pipeline and test dependencies (requirements/lock.txt)"
   "${PIP[@]}" install -q -r requirements/lock.txt 2>&1 | grep -v '^WARNING: Location' || true
+  step "installing the PyPI reference implementations for parity tests (requirements/parity.txt)"
+  SAM2_BUILD_CUDA=0 "${PIP[@]}" install -q --no-build-isolation -c requirements/lock.txt \
+    -r requirements/parity.txt 2>&1 | grep -v '^WARNING: Location' || true
   "${PIP[@]}" check >/dev/null 2>&1 || step "pip check reports issues (non-fatal):"
   step "installing motionseg_ros editable (pip install -e .)"
   "${PIP[@]}" install -q --no-deps --no-build-isolation -e . 2>&1 \
     | grep -v '^WARNING: Location' || true
-  "$PY" -c 'import rclpy, cv2, rosbags, transformers, motionseg_ros' \
+  "$PY" -c 'import rclpy, cv2, rosbags, transformers, sam2, motionseg_ros' \
     || fail "imports after install"
   echo "$REQ_DIGEST" > "$STAMPS/pip"
 else
