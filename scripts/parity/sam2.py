@@ -378,7 +378,7 @@ def run_meta(predictor, frames_dir: Path, pixels, clicks: Sequence[Click], num_f
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two binary masks (1.0 when both are empty)."""
+    """Return the IoU of two binary masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
