@@ -11,6 +11,7 @@ Import this module only after checking :func:`ros_available` (or via :func:`requ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -330,3 +331,34 @@ class Probe:
         self._thread.join(2.0)
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+@contextlib.contextmanager
+def segment_node_session(probe_name: str, remaps: Sequence[str] = (),
+                         params: Sequence[str] = ()) -> Iterator[Tuple[Probe, NodeProcess]]:
+    """An isolated DDS domain, a :class:`Probe` and a ready ``segment_node``; all torn down.
+
+    The node runs as users start it: ``--ros-args -r image:=/camera/image_raw``, the extra
+    ``remaps`` (``'from:=to'``), ``--params-file config/segment.yaml``, then ``params``
+    (``'name:=value'``, overriding the file). Exiting closes the node, the probe and the
+    rclpy context, whatever happened inside.
+    """
+    import rclpy
+    isolate_dds()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    probe = Probe(ctx, probe_name)
+    args = ['--ros-args', '-r', 'image:=/camera/image_raw']
+    for remap in remaps:
+        args += ['-r', remap]
+    args += ['--params-file', str(SEGMENT_YAML)]
+    for param in params:
+        args += ['-p', param]
+    node = NodeProcess(node_executable() + args)
+    try:
+        assert node.wait_output('ready', 60), node.output()
+        yield probe, node
+    finally:
+        node.close()
+        probe.close()
+        rclpy.shutdown(context=ctx)

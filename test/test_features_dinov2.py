@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip('torch')
 pytest.importorskip('transformers')
 
-from tiny_gpu_models import fail_once_with_oom, make_dinov2  # noqa: E402
+from tiny_gpu_models import fail_once_with_oom, imagenet_normalised, make_dinov2  # noqa: E402
 
 from motionseg_ros import registry  # noqa: E402
 from motionseg_ros.config import load_config  # noqa: E402
@@ -58,15 +58,6 @@ def reference_keys(model, pixel_values):
         return keys[:, :, 1:, :].permute(0, 2, 3, 1).flatten(-2)[0]   # t x (d * h)
 
 
-def normalised(img_bgr: np.ndarray, size):
-    img = torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)
-    img = torch.nn.functional.interpolate(img[None].float() / 255, size, mode='bilinear',
-                                          align_corners=False, antialias=True)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (img - mean) / std
-
-
 def test_key_features_come_in_the_reference_channel_layout(tiny):
     # moseg.pth was trained on keys flattened as (head_dim, heads); the key projection writes
     # (heads, head_dim). Fast mode, nearest lookup at patch centres of a 56x56 frame (4x4 grid).
@@ -74,7 +65,7 @@ def test_key_features_come_in_the_reference_channel_layout(tiny):
     stage = create(tiny, facet='key', input_size=56, sampling='nearest')
     centres = np.array([[14 * j + 7, 14 * i + 7] for i in range(4) for j in range(4)], np.float32)
     feats = stage.extract(frame, centres, StageContext())
-    expected = reference_keys(stage.model, normalised(frame.image, (56, 56)))
+    expected = reference_keys(stage.model, imagenet_normalised(frame.image, (56, 56)))
     assert feats.shape == (16, 32)
     np.testing.assert_allclose(feats, expected.numpy(), atol=1e-5)
 
@@ -99,7 +90,7 @@ def test_faithful_position_embeddings_follow_the_reference(tiny):
     # (cols + 0.1) / 8 as given; transformers' own resize by output size samples elsewhere
     stage = create(tiny, mode='faithful')
     emb = stage.model.embeddings
-    pix = normalised(frame_of(70, 98, seed=3).image, (70, 98))
+    pix = imagenet_normalised(frame_of(70, 98, seed=3).image, (70, 98))
     with torch.no_grad():
         got = emb(pix)
         proj = emb.patch_embeddings.projection

@@ -20,7 +20,7 @@ import pytest
 import torch
 import transformers  # noqa: F401 - a requirement (requirements/base.txt): fail, never skip
 from conftest import DAVIS, require_data
-from tiny_gpu_models import make_depth_anything, make_dinov2, make_sam2
+from tiny_gpu_models import imagenet_normalised, make_depth_anything, make_dinov2, make_sam2
 
 from motionseg_ros import registry
 from motionseg_ros.config import load_config, package_config_dir
@@ -397,13 +397,7 @@ def key_input(stage, frame):
     scale = stage.input_size / max(h, w)
     gh = max(1, int(round(h * scale / stage.patch)))
     gw = max(1, int(round(w * scale / stage.patch)))
-    img = torch.from_numpy(np.ascontiguousarray(frame.image[..., ::-1])).permute(2, 0, 1)
-    size = (gh * stage.patch, gw * stage.patch)
-    img = torch.nn.functional.interpolate(img[None].float() / 255, size, mode='bilinear',
-                                          align_corners=False, antialias=True)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (img - mean) / std
+    return imagenet_normalised(frame.image, (gh * stage.patch, gw * stage.patch))
 
 
 def test_depth_anything_is_normalised_disparity_at_frame_size(tiny):

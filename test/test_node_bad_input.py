@@ -11,17 +11,15 @@ import array
 
 import numpy as np
 import pytest
-from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, image_msg,
-                         isolate_dds, node_executable, require_ros, stamp_ns)
+from ros_helpers import (NodeProcess, Probe, davis_frames, image_msg, require_ros,
+                         segment_node_session, stamp_ns)
 
 require_ros()
 
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from motionseg_ros.msg import MotionMasks  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-
-from motionseg_ros.msg import MotionMasks  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -69,17 +67,10 @@ class Feeder:
 @pytest.fixture(scope='module')
 def feeder():
     frames = davis_frames('car-shadow', 6)
-    isolate_dds()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    probe = Probe(ctx, 'bad_input_probe')
-    node = NodeProcess(node_executable() + [
-        '--ros-args', '-r', 'image:=/camera/image_raw', '-r', 'depth:=/camera/depth',
-        '--params-file', str(SEGMENT_YAML), '-p', 'use_depth:=true',
-        # a generous wait for trailing depth: pairing must not depend on the machine's load
-        '-p', 'depth_wait:=3.0'])
-    try:
-        assert node.wait_output('ready', 60), node.output()
+    # a generous wait for trailing depth: pairing must not depend on the machine's load
+    with segment_node_session(
+            'bad_input_probe', remaps=['depth:=/camera/depth'],
+            params=['use_depth:=true', 'depth_wait:=3.0']) as (probe, node):
         probe.subscribe(MotionMasks, '/motion_masks')
         probe.subscribe(DiagnosticArray, '/diagnostics')
         probe.subscribe(Log, '/rosout', depth=1000)
@@ -93,10 +84,6 @@ def feeder():
         assert node.alive(), node.output()[-3000:]
         node.interrupt()
         assert node.returncode == 0, node.output()[-3000:]
-    finally:
-        node.close()
-        probe.close()
-        rclpy.shutdown(context=ctx)
 
 
 def _assert_consistent(d: dict) -> None:

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, image_msg,
-                         isolate_dds, node_executable, require_ros, stamp_ns)
+from ros_helpers import davis_frames, image_msg, require_ros, segment_node_session, stamp_ns
 
 require_ros()
 
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
 from motionseg_ros.msg import MotionMasks  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -26,14 +23,7 @@ BASE_NS = 1_700_000_000 * 1_000_000_000
 
 def test_depth_on_the_image_input_is_rejected_and_counted():
     frames = davis_frames('car-shadow', 2)
-    isolate_dds()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    probe = Probe(ctx, 'depth_as_image_probe')
-    node = NodeProcess(node_executable() + [
-        '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML)])
-    try:
-        assert node.wait_output('ready', 60), node.output()
+    with segment_node_session('depth_as_image_probe') as (probe, node):
         probe.subscribe(MotionMasks, '/motion_masks')
         probe.subscribe(DiagnosticArray, '/diagnostics')
         pub = probe.publisher(Image, '/camera/image_raw')
@@ -58,7 +48,3 @@ def test_depth_on_the_image_input_is_rejected_and_counted():
             node.output()[-3000:]
         assert node.alive()
         assert node.interrupt() < 5.0 and node.returncode == 0, node.output()[-3000:]
-    finally:
-        node.close()
-        probe.close()
-        rclpy.shutdown(context=ctx)

@@ -6,18 +6,17 @@ import math
 
 import pytest
 from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, dump_parameters,
-                         image_msg, isolate_dds, node_executable, require_ros, stamp_ns)
+                         image_msg, node_executable, require_ros, segment_node_session, stamp_ns)
 
 require_ros()
 
-import rclpy  # noqa: E402
+from motionseg_ros.msg import MotionMasks, TrajectoryArray  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from motionseg_ros import registry  # noqa: E402
 from motionseg_ros.config import STAGES, load_config  # noqa: E402
-from motionseg_ros.msg import MotionMasks, TrajectoryArray  # noqa: E402
 from motionseg_ros.pipeline import PIPELINE_PARAMS  # noqa: E402
 from motionseg_ros.ros.params import is_pipeline_key  # noqa: E402
 
@@ -62,14 +61,7 @@ class Harness:
 @pytest.fixture(scope='module')
 def harness():
     frames = davis_frames('car-shadow', 12)
-    isolate_dds()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    probe = Probe(ctx, 'params_probe')
-    node = NodeProcess(node_executable() + [
-        '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML)])
-    try:
-        assert node.wait_output('ready', 60), node.output()
+    with segment_node_session('params_probe') as (probe, node):
         probe.subscribe(MotionMasks, '/motion_masks')
         probe.subscribe(TrajectoryArray, '/dynamic_trajectories')
         h = Harness(probe, node, frames)
@@ -79,10 +71,6 @@ def harness():
         yield h
         node.interrupt()
         assert node.returncode == 0, node.output()[-3000:]
-    finally:
-        node.close()
-        probe.close()
-        rclpy.shutdown(context=ctx)
 
 
 @pytest.mark.parametrize('name, value, words', [

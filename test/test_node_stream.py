@@ -11,16 +11,13 @@ import re
 import time
 
 import pytest
-from ros_helpers import (SEGMENT_YAML, NodeProcess, Probe, davis_frames, image_msg,
-                         isolate_dds, node_executable, require_ros, stamp_ns)
+from ros_helpers import Probe, davis_frames, image_msg, require_ros, segment_node_session, stamp_ns
 
 require_ros()
 
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
 from motionseg_ros.msg import MotionMasks, TrajectoryArray  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -40,14 +37,7 @@ def run():
     at 10 fps whether the node keeps up or not, so its newest-frame policy drops some.
     """
     frames = davis_frames('car-shadow', 40)
-    isolate_dds()
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    probe = Probe(ctx, 'stream_probe')
-    node = NodeProcess(node_executable() + [
-        '--ros-args', '-r', 'image:=/camera/image_raw', '--params-file', str(SEGMENT_YAML)])
-    try:
-        assert node.wait_output('ready', 60), node.output()
+    with segment_node_session('stream_probe') as (probe, node):
         probe.subscribe(MotionMasks, '/motion_masks')
         probe.subscribe(Image, '/motion_masks/label_image')
         probe.subscribe(TrajectoryArray, '/dynamic_trajectories')
@@ -72,10 +62,6 @@ def run():
         elapsed = node.interrupt()
         yield {'probe': probe, 'node': node, 'stamps': stamps, 'diag': diag,
                'settled': settled, 'masks_ok': masks_ok, 'exit_s': elapsed, 'frames': frames}
-    finally:
-        node.close()
-        probe.close()
-        rclpy.shutdown(context=ctx)
 
 
 class _Steady:

@@ -8,7 +8,9 @@ the released weights. Nothing is downloaded.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Tuple
 
+import numpy as np
 import torch
 
 
@@ -147,3 +149,14 @@ def fail_once_with_oom(model: torch.nn.Module) -> None:
             raise torch.cuda.OutOfMemoryError('CUDA out of memory (injected)')
         return real(*args, **kwargs)
     model.forward = forward
+
+
+def imagenet_normalised(img_bgr: np.ndarray, size: Tuple[int, int]) -> torch.Tensor:
+    """(1, 3, H, W) RGB of a BGR uint8 image resized to ``size`` (antialiased bilinear) and
+    normalised with the ImageNet mean/std: what the ViT backends feed their models."""
+    img = torch.from_numpy(np.ascontiguousarray(img_bgr[..., ::-1])).permute(2, 0, 1)
+    img = torch.nn.functional.interpolate(img[None].float() / 255, size, mode='bilinear',
+                                          align_corners=False, antialias=True)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (img - mean) / std

@@ -7,7 +7,7 @@ tracks, with the semantic feature entering only the encoder blocks' FFNs.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +77,39 @@ def key_tracks(uv: Tensor, visible: Tensor, count: int) -> Optional[Tensor]:
     return torch.topk(score, count).indices.sort().values
 
 
-class EncoderLayer(nn.Module):
+class _SpaceTimeLayer(nn.Module):
+    """Sub-modules and shared time/space attention of the encoder and decoder layers.
+
+    Sub-modules are created in the reference's order (it sets both the random initialisation
+    and the state-dict keys of ``moseg.pth``): ``self_attn``, ``multihead_attn`` if
+    ``cross``, the FFN, the ``norms`` named, then ``dropout1`` ... ``dropout<dropouts>``.
+    """
+
+    def __init__(self, d_model: int, nhead: int, ffn: int, dropout: float,
+                 attn_dropout: float, cross: bool, norms: Tuple[str, ...], dropouts: int
+                 ) -> None:
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=attn_dropout,
+                                               batch_first=True)
+        if cross:
+            self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=attn_dropout,
+                                                        batch_first=True)
+        self.linear1 = nn.Linear(d_model, ffn)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(ffn, d_model)
+        for name in norms:
+            self.add_module(name, nn.LayerNorm(d_model))
+        for i in range(1, dropouts + 1):
+            self.add_module(f'dropout{i}', nn.Dropout(dropout))
+
+    def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
+        return self.dropout1(attend(self.self_attn, x, at_keys(x, keys), pad))
+
+    def _feed_forward(self, x: Tensor) -> Tensor:
+        return self.linear2(self.dropout(F.relu(self.linear1(x))))
+
+
+class EncoderLayer(_SpaceTimeLayer):
     """Post-norm layer: attention along time, attention across tracks (shared weights), FFN.
 
     The reference applies the same attention module twice (time, then space), so one
@@ -86,20 +118,8 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, ffn: int, dropout: float,
                  attn_dropout: float) -> None:
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=attn_dropout,
-                                               batch_first=True)
-        self.linear1 = nn.Linear(d_model, ffn)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(ffn, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-
-    def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
-        return self.dropout1(attend(self.self_attn, x, at_keys(x, keys), pad))
+        super().__init__(d_model, nhead, ffn, dropout, attn_dropout, cross=False,
+                         norms=('norm1', 'norm2', 'norm3'), dropouts=2)
 
     def forward(self, x: Tensor, pad_time: Tensor, pad_space: Tensor,
                 keys: Optional[Tensor] = None) -> Tensor:
@@ -111,33 +131,16 @@ class EncoderLayer(nn.Module):
         x = self.norm1(x + self._attend(x, pad_time))
         xs = x.transpose(0, 1)
         x = self.norm3(xs + self._attend(xs, pad_space, keys)).transpose(0, 1)
-        ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
-        return self.norm2(x + self.dropout2(ff))
+        return self.norm2(x + self.dropout2(self._feed_forward(x)))
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(_SpaceTimeLayer):
     """Post-norm: time attention, space attention (shared), cross-attention over time, FFN."""
 
     def __init__(self, d_model: int, nhead: int, ffn: int, dropout: float,
                  attn_dropout: float) -> None:
-        super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=attn_dropout,
-                                               batch_first=True)
-        self.multihead_attn = nn.MultiheadAttention(d_model, nhead, dropout=attn_dropout,
-                                                    batch_first=True)
-        self.linear1 = nn.Linear(d_model, ffn)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(ffn, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm4 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.norm3 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
-
-    def _attend(self, x: Tensor, pad: Tensor, keys: Optional[Tensor] = None) -> Tensor:
-        return self.dropout1(attend(self.self_attn, x, at_keys(x, keys), pad))
+        super().__init__(d_model, nhead, ffn, dropout, attn_dropout, cross=True,
+                         norms=('norm1', 'norm4', 'norm2', 'norm3'), dropouts=3)
 
     def forward(self, x: Tensor, memory: Tensor, pad_time: Tensor, pad_space: Tensor,
                 pad_memory: Optional[Tensor], keys: Optional[Tensor] = None) -> Tensor:
@@ -147,8 +150,7 @@ class DecoderLayer(nn.Module):
         x = self.norm4(xs + self._attend(xs, pad_space, keys)).transpose(0, 1)
         cross = attend(self.multihead_attn, x, memory, pad_memory)
         x = self.norm2(x + self.dropout2(cross))
-        ff = self.linear2(self.dropout(F.relu(self.linear1(x))))
-        return self.norm3(x + self.dropout3(ff))
+        return self.norm3(x + self.dropout3(self._feed_forward(x)))
 
 
 class LayerStack(nn.Module):
