@@ -6,6 +6,7 @@ benchmarked code, and on Ctrl-C. No wall-clock figure is asserted (the waits onl
 that would otherwise hang).
 """
 
+import os
 import re
 import signal
 import subprocess
@@ -120,3 +121,14 @@ def test_benchmark_stops_the_load_on_ctrl_c():
     assert proc.returncode != 0 and 'KeyboardInterrupt' in err
     assert_gone(pids)
 
+
+def test_package_sets_a_passive_openmp_wait_policy_unless_the_user_chose_one():
+    code = ('import os, motionseg_ros, torch; torch.ones(64, 64) @ torch.ones(64, 64); '
+            'print(os.environ["OMP_WAIT_POLICY"])')
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_WAIT_POLICY'}
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ['PASSIVE']
+    out = subprocess.run([sys.executable, '-c', code], env={**env, 'OMP_WAIT_POLICY': 'ACTIVE'},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ['ACTIVE']
