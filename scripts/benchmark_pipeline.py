@@ -3,12 +3,18 @@
 
     python scripts/benchmark_pipeline.py INPUT [INPUT ...] [--config FILE] [--set k=v ...]
                                          [--frames N] [--warmup 5] [--threads 0]
+                                         [--busy-cores K | --compare-busy K]
 
 INPUT is anything ``motionseg run`` reads (video, image folder, DAVIS sequence folder), or a
 dataset root that ``motionseg evaluate`` reads (each of its sequences); the frames are
 decoded into memory first so that decoding is not timed, and looped (ping-pong) to reach
 ``--frames`` (0: each input once). End to end is the pipeline's ``process()`` total. With
 several inputs, a pooled line over all their timed frames follows the per-input tables.
+
+``--busy-cores K`` runs K competing CPU-bound processes (``evaluation.busy_load``) from before
+the warm-up to the end, as a robot whose CPU is busy elsewhere; ``--compare-busy K`` runs
+everything idle and then with K busy processes and prints the two side by side with their ratio.
+Peak RSS is the process's high-water mark, reset before each run where Linux allows it.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 
-def machine() -> str:
-    """Describe the CPU: model name, logical cores usable by this process, load average."""
+def machine(busy: str = 'no busy processes') -> str:
+    """Describe the CPU: model name, cores usable, load average, competing busy processes."""
     model = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as fh:
@@ -37,7 +43,28 @@ def machine() -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
     load = ', '.join(f'{x:.2f}' for x in os.getloadavg())
-    return f'{model}; {cores} cores usable; load average {load}'
+    return f'{model}; {cores} cores usable; load average {load}; {busy}'
+
+
+def reset_peak_rss() -> None:
+    """Reset the kernel's RSS high-water mark of this process (Linux >= 4.0; else a no-op)."""
+    try:
+        with open('/proc/self/clear_refs', 'w', encoding='ascii') as fh:
+            fh.write('5')
+    except OSError:
+        pass
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS since the last reset (VmHWM), else since the process started."""
+    try:
+        with open('/proc/self/status', encoding='ascii') as fh:
+            for line in fh:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def expand(inputs: List[str]) -> List[str]:
@@ -106,8 +133,58 @@ def print_table(stages: Dict[str, list]) -> None:
                   f'{v.mean():8.1f} {v.size:7d}')
 
 
+def run_all(args: argparse.Namespace, config: dict, busy_cores: int) -> Dict[str, float]:
+    """Run every input with ``busy_cores`` busy processes; print the tables; return a summary."""
+    from motionseg_ros.evaluation.busy_load import BusyLoad
+
+    reset_peak_rss()
+    pooled: Dict[str, list] = {}
+    cpu_total = 0.0
+    inputs = expand(args.input)
+    with BusyLoad(busy_cores) as load:
+        print(f'machine: {machine(load.describe())}', flush=True)
+        for path in inputs:
+            stages, cpu = run_input(path, args, config)
+            cpu_total += cpu
+            for key, v in stages.items():
+                pooled.setdefault(key, []).extend(v)
+            print()
+        after = machine(load.describe())
+    used = ', '.join(f'{c:.1f}' for c in load.cpu_used)
+    if busy_cores:
+        print(f'busy processes ran: {busy_cores}, CPU s each: {used}; all stopped')
+    tot = np.asarray(pooled['total'])
+    if len(inputs) > 1:
+        print(f'pooled over {len(inputs)} inputs, {tot.size} timed frames:')
+        print_table(pooled)
+        print(f'end to end: {tot.size / (tot.sum() / 1e3):.1f} fps; latency p50 '
+              f'{np.percentile(tot, 50):.1f} ms, p95 {np.percentile(tot, 95):.1f} ms; CPU '
+              f'{cpu_total / tot.size * 1e3:.1f} ms per frame over all threads')
+    print(f'machine after: {after}')
+    peak = peak_rss_mib()
+    print(f'peak RSS: {peak:.1f} MiB')
+    cls = np.asarray(pooled.get('classifier', [np.nan]))
+    return {'fps': tot.size / (tot.sum() / 1e3),
+            'end to end p50 ms': float(np.percentile(tot, 50)),
+            'end to end p95 ms': float(np.percentile(tot, 95)),
+            'classifier p50 ms': float(np.percentile(cls, 50)),
+            'classifier p95 ms': float(np.percentile(cls, 95)),
+            'peak RSS MiB': peak}
+
+
+def print_comparison(idle: Dict[str, float], busy: Dict[str, float], k: int) -> None:
+    """Print the idle and loaded summaries side by side with loaded / idle."""
+    head = f'busy {k}'
+    print(f'idle vs {k} busy processes ({machine("busy processes stopped")}):')
+    print(f'{"":20s} {"idle":>9s} {head:>9s} {"ratio":>7s}')
+    for key, a in idle.items():
+        b = busy[key]
+        ratio = b / a if a else float('nan')
+        print(f'{key:20s} {a:9.1f} {b:9.1f} {ratio:7.2f}')
+
+
 def main() -> int:
-    """Parse arguments, run every input, print the tables."""
+    """Parse arguments, run every input (idle and / or loaded), print the tables."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('input', nargs='+')
     ap.add_argument('--config', default=None)
@@ -117,33 +194,29 @@ def main() -> int:
     ap.add_argument('--warmup', type=int, default=5)
     ap.add_argument('--threads', type=int, default=0,
                     help="OpenCV threads (0: the config's pipeline.opencv_threads)")
+    load = ap.add_mutually_exclusive_group()
+    load.add_argument('--busy-cores', type=int, default=0, metavar='K',
+                      help='run K competing CPU-bound processes during the benchmark')
+    load.add_argument('--compare-busy', type=int, default=0, metavar='K',
+                      help='run idle, then with K busy processes; print both side by side')
     args = ap.parse_args()
+    if args.busy_cores < 0 or args.compare_busy < 0:
+        ap.error('the number of busy processes must be >= 0')
     from motionseg_ros.config import load_config
 
     overrides = list(args.set)
     if args.threads > 0:
         overrides.append(f'pipeline.opencv_threads={args.threads}')
     config = load_config(args.config, overrides)
-    print(f'machine: {machine()}')
-    pooled: Dict[str, list] = {}
-    cpu_total = 0.0
-    inputs = expand(args.input)
-    for path in inputs:
-        stages, cpu = run_input(path, args, config)
-        cpu_total += cpu
-        for key, v in stages.items():
-            pooled.setdefault(key, []).extend(v)
-        print()
-    if len(inputs) > 1:
-        tot = np.asarray(pooled['total'])
-        print(f'pooled over {len(inputs)} inputs, {tot.size} timed frames:')
-        print_table(pooled)
-        print(f'end to end: {tot.size / (tot.sum() / 1e3):.1f} fps; latency p50 '
-              f'{np.percentile(tot, 50):.1f} ms, p95 {np.percentile(tot, 95):.1f} ms; CPU '
-              f'{cpu_total / tot.size * 1e3:.1f} ms per frame over all threads')
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f'machine after: {machine()}')
-    print(f'peak RSS: {peak_kb / 1024:.1f} MiB')
+    if not args.compare_busy:
+        run_all(args, config, args.busy_cores)
+        return 0
+    print('== idle ==')
+    idle = run_all(args, config, 0)
+    print(f'\n== {args.compare_busy} busy processes ==')
+    busy = run_all(args, config, args.compare_busy)
+    print()
+    print_comparison(idle, busy, args.compare_busy)
     return 0
 
 
