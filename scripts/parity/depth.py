@@ -35,8 +35,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FRAMES = ROOT.parent / 'shared' / 'data' / 'davis2016' / 'JPEGImages' / '480p' / 'dog'
-DEFAULT_FRAMES = DEFAULT_FRAMES if DEFAULT_FRAMES.is_dir() else \
-    Path('/work/shared/data/davis2016/JPEGImages/480p/dog')
 TOLERANCE = 1e-4
 # preprocessor_config.json of depth-anything/Depth-Anything-V2-{Small,Base,Large}-hf (as built
 # by transformers' conversion script): DPT processor, 518 square target, keep aspect, x14

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_VIDEO = Path('/work/shared/data/davis2016/JPEGImages/480p/dog')
+DEFAULT_VIDEO = REPO.parent / 'shared' / 'data' / 'davis2016' / 'JPEGImages' / '480p' / 'dog'
 META_CONFIG = 'configs/sam2.1/sam2.1_hiera_t.yaml'
 
 
