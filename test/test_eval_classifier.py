@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 from motionseg_ros.cli import main
-from motionseg_ros.models.moseg import MosegConfig, MosegModel, save_checkpoint
+from motionseg_ros.models.checkpoint import save_checkpoint
+from motionseg_ros.models.config import MosegConfig
+from motionseg_ros.models.moseg import MosegModel
 
 
 def test_eval_classifier_scores_learned_and_geometric(davis_root, tmp_path, capsys):

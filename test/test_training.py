@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from motionseg_ros.cli import main as cli_main
-from motionseg_ros.models.moseg import load_checkpoint
+from motionseg_ros.models.checkpoint import load_checkpoint
 from motionseg_ros.training.train import (
     TrainingError, load_training_config, roc_auc, train, training_window, weighted_bce)
 

@@ -214,7 +214,7 @@ min_dynamic        int   0..100000  Dynamic tracks the adaptive schedule must le
         with np.errstate(divide='ignore', invalid='ignore'):
             maps = 1.0 / np.asarray(depth, np.float32)
         maps[~np.isfinite(maps)] = 0.0
-        return maps.astype(np.float32)
+        return maps
 
     def model_arguments(self, window: TrackWindow, idx: Any,
                         maps: Optional[np.ndarray] = None,

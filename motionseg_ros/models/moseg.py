@@ -29,8 +29,7 @@ from torch import Tensor, nn
 from motionseg_ros.models.attention_layers import (
     MsdeDecoderBlock, MsdeEncoderBlock, PointEmbedding, SpaceTimeTransformer, key_tracks,
     safe_padding)
-from motionseg_ros.models.checkpoint import (  # noqa: F401 - re-exported for callers
-    MANIFEST_PATH, load_checkpoint, save_checkpoint)
+from motionseg_ros.models.checkpoint import save_checkpoint  # noqa: F401 - re-exported
 from motionseg_ros.models.config import MosegConfig
 from motionseg_ros.models.ego_residual import homography_residuals
 from motionseg_ros.models.encoding import (
@@ -59,10 +58,8 @@ class MotionEncoder(nn.Module):
         tokens = self._project(x)
         out = self.transformer_model(tokens, invisible, mask_memory=not reference_quirks,
                                      keys=keys)
-        if reference_quirks:
-            return out.max(dim=1).values
-        keep = safe_padding(invisible)
-        out = out.masked_fill(keep.unsqueeze(-1), float('-inf'))
+        if not reference_quirks:   # the reference max-pools over invisible frames too
+            out = out.masked_fill(safe_padding(invisible).unsqueeze(-1), float('-inf'))
         return out.max(dim=1).values
 
 
