@@ -1,12 +1,10 @@
 """The trajectory classifier: shapes, equivariance, masking, learning, moseg.pth loading."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
-from motionseg_ros.models.checkpoint import MANIFEST_PATH, load_checkpoint, save_checkpoint
+from motionseg_ros.models.checkpoint import load_checkpoint, load_manifest, save_checkpoint
 from motionseg_ros.models.config import MosegConfig
 from motionseg_ros.models.encoding import encode_inputs, frequency_encode, reference_depth_sample
 from motionseg_ros.models.moseg import MosegModel
@@ -144,14 +142,14 @@ def test_encode_inputs_zeroes_invisible_frames():
 
 
 def manifest_state_dict(prefix=''):
-    manifest = json.loads(MANIFEST_PATH.read_text())
+    manifest = load_manifest()
     g = torch.Generator().manual_seed(0)
     return {prefix + k: torch.randn(v['shape'], generator=g) * 0.05
             for k, v in manifest['tensors'].items()}
 
 
 def test_manifest_matches_paper_dimensions():
-    manifest = json.loads(MANIFEST_PATH.read_text())
+    manifest = load_manifest()
     t = manifest['tensors']
     assert t['joint_encoder.input_fc1.weight']['shape'] == [16, 88, 1, 1]
     assert t['decoder.encoders.0.ffn.0.weight']['shape'] == [512, 896]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from motionseg_ros.synthetic import GENERATOR_VERSION, SceneSpec, generate_window, generate_windows
-from motionseg_ros.synthetic.generator import project, rotation, unproject
+from motionseg_ros.synthetic.geometry import project, rotation, unproject
 
 
 def test_seeded_and_deterministic():

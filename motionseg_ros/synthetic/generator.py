@@ -33,16 +33,12 @@ import numpy as np
 
 from motionseg_ros.synthetic.camera import camera_path
 from motionseg_ros.synthetic.depth import simulated_depth
-from motionseg_ros.synthetic.geometry import project, rotation, unproject
+from motionseg_ros.synthetic.geometry import project, unproject
 from motionseg_ros.synthetic.spec import (CAMERA_KINDS, DEPTH_KINDS, GENERATOR_VERSION,
                                           OBJECT_KINDS, SceneSpec, SyntheticWindow)
 from motionseg_ros.synthetic.tracker import simulate_tracks
 from motionseg_ros.synthetic.world import background_depth, make_object
 from motionseg_ros.types import TrackWindow
-
-__all__ = ['CAMERA_KINDS', 'DEPTH_KINDS', 'GENERATOR_VERSION', 'OBJECT_KINDS', 'SceneSpec',
-           'SyntheticWindow', 'generate_window', 'generate_windows', 'project', 'rotation',
-           'unproject']
 
 
 class _Scene:
