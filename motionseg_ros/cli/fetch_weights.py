@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
 from motionseg_ros.cli import CliError
+from motionseg_ros.weights import BUILTIN_PREFIX
 
 #: weight name (as used in configs) -> where it comes from
 KNOWN: Dict[str, Dict[str, Any]] = {
@@ -70,7 +71,7 @@ def referenced_weights(cfg: Mapping[str, Any]) -> List[Dict[str, Any]]:
             defaults = {}  # e.g. cotracker3 without its package: only explicit params count
         for key in WEIGHT_PARAMS:
             name = params.get(key, defaults.get(key))
-            if not isinstance(name, str) or not name or name.startswith('builtin:'):
+            if not isinstance(name, str) or not name or name.startswith(BUILTIN_PREFIX):
                 continue
             if Path(name).expanduser().is_absolute():
                 entry_name = Path(name).expanduser().name
