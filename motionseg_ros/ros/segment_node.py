@@ -34,7 +34,6 @@ from motionseg_ros.msg import MotionMasks, TrajectoryArray
 from motionseg_ros.pipeline import StreamingPipeline
 from motionseg_ros.registry import BackendError
 from motionseg_ros.ros import conversions as conv
-from motionseg_ros.ros import params as P  # noqa: F401 - re-exported for tests
 from motionseg_ros.ros.node_parameters import NodeParameters, SetupError
 from motionseg_ros.runtime.depth_pairing import DepthPairer
 from motionseg_ros.runtime.frame_worker import FrameWorker, Rejection
