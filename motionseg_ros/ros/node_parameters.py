@@ -11,7 +11,8 @@ node default. Later changes are queued and applied by the worker before its next
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Set
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Set
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.parameter import Parameter
@@ -88,13 +89,19 @@ class NodeParameters:
             self.get_logger().warning(f'run-time parameters not declared yet: {exc}')
             return
         given = getattr(self, '_parameter_overrides', {})  # rclpy's start-up values
-        self._syncing = True  # after cleanup the set-parameters callback sees these: no user
-        try:
+        with self._node_sets():  # after cleanup the set-parameters callback sees these
             for spec in specs:
                 if not self.has_parameter(spec.name):
                     self._declare(spec)
                     if spec.name in given:
                         self._user_set.add(spec.name)
+
+    @contextmanager
+    def _node_sets(self) -> Iterator[None]:
+        """Mark parameter changes made by the node itself: the callback lets them through."""
+        self._syncing = True
+        try:
+            yield
         finally:
             self._syncing = False
 
@@ -108,22 +115,16 @@ class NodeParameters:
         for spec in P.pipeline_specs(pipeline):
             current = spec.default
             if not self.has_parameter(spec.name):
-                self._syncing = True
-                try:
+                with self._node_sets():
                     self._declare(spec)
-                finally:
-                    self._syncing = False
             value = self.get_parameter(spec.name).value
             if value == current:
                 continue
             if spec.name in self._user_set:
                 wanted[spec.pipeline_key] = value
             else:
-                self._syncing = True
-                try:
+                with self._node_sets():
                     self.set_parameters([Parameter(spec.name, value=current)])
-                finally:
-                    self._syncing = False
         with self._params_lock:
             self._pending_params = {}  # values set before configure are applied here
         if wanted:
@@ -159,6 +160,8 @@ class NodeParameters:
 
     def _take_param_changes(self, pipeline: Any) -> Dict[str, Any]:
         """Return the queued parameter changes that differ from what the pipeline uses."""
+        if not self._pending_params:  # the usual frame: no lock, no get_params
+            return {}
         with self._params_lock:
             changes, self._pending_params = self._pending_params, {}
         current = pipeline.get_params()

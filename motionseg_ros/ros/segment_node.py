@@ -33,8 +33,8 @@ from motionseg_ros.frame_checks import FrameError, to_bgr8
 from motionseg_ros.msg import MotionMasks, TrajectoryArray
 from motionseg_ros.pipeline import StreamingPipeline
 from motionseg_ros.registry import BackendError
+from motionseg_ros.ros import camera_topics
 from motionseg_ros.ros import conversions as conv
-from motionseg_ros.ros import params as P  # noqa: F401 - re-exported for tests
 from motionseg_ros.ros.node_parameters import NodeParameters, SetupError
 from motionseg_ros.runtime.depth_pairing import DepthPairer
 from motionseg_ros.runtime.frame_worker import FrameWorker, Rejection
@@ -99,8 +99,8 @@ class SegmentNode(NodeParameters, LifecycleNode):
         """Return the remapped, fully qualified name of ``topic`` (as image_transport does)."""
         if hasattr(self, 'resolve_topic_name'):  # rclpy >= Iron
             return self.resolve_topic_name(topic)
-        ns = self.get_namespace().rstrip('/')  # Humble: no remapping lookup available
-        return f'{ns}/{topic}'
+        # Humble: no remapping lookup available
+        return camera_topics.resolve(topic, self.get_namespace(), self.get_name())
 
     @property
     def lifecycle_state(self) -> str:

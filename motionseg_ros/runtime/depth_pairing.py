@@ -36,14 +36,12 @@ class DepthPairer:
         self._items: Deque[Tuple[int, Any]] = collections.deque(maxlen=buffer)
         self._live_s = live_s
         self._received_at = -1e9
-        self.received = 0
 
     def add(self, stamp_ns: int, payload: Any) -> None:
         """Store a depth image and wake a worker waiting for it."""
         with self._cond:
             self._items.append((int(stamp_ns), payload))
             self._received_at = time.monotonic()
-            self.received += 1
             self._cond.notify_all()
 
     def pair(self, stamp_ns: int, slop_s: float, wait_s: float,

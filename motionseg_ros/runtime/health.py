@@ -128,13 +128,18 @@ class HealthStats:
                 self._oom_at = time.monotonic()
         return code
 
+    def _rates(self) -> Tuple[float, float]:
+        """Return the input and output rates in Hz (call with the lock held)."""
+        now = time.monotonic()
+        return _rate(self._in, now, self._started), _rate(self._out, now, self._started)
+
     def values(self) -> Dict[str, Any]:
         """Return rates, percentiles, events and warnings as report key -> value."""
-        now = time.monotonic()
         with self._lock:
+            in_rate, out_rate = self._rates()
             out: Dict[str, Any] = {
-                'input_rate_hz': f'{_rate(self._in, now, self._started):.2f}',
-                'output_rate_hz': f'{_rate(self._out, now, self._started):.2f}',
+                'input_rate_hz': f'{in_rate:.2f}',
+                'output_rate_hz': f'{out_rate:.2f}',
                 'latency_p50_ms': _pct(self._latency_ms, 50),
                 'latency_p95_ms': _pct(self._latency_ms, 95),
                 'processing_p50_ms': _pct(self._proc_ms, 50),
@@ -149,9 +154,9 @@ class HealthStats:
     def judge(self, counts: Mapping[str, int], reasons: Mapping[str, int], active: bool,
               state: str, image_topic: str) -> Tuple[int, str]:
         """Return (level, message) from what changed since the previous call."""
-        values = self.values()
-        in_rate, out_rate = float(values['input_rate_hz']), float(values['output_rate_hz'])
         with self._lock:
+            # only the rates are judged (no percentiles); rounded as the report shows them
+            in_rate, out_rate = (round(r, 2) for r in self._rates())
             prev_c, prev_r, prev_w = self._prev
             warnings = self.events.get('pipeline_warnings', 0)
             self._prev = (dict(counts), dict(reasons), warnings)
