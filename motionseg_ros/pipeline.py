@@ -198,17 +198,17 @@ class StreamingPipeline:
             if depth is not None:
                 frame.depth = depth
         window: TrackWindow = timed('tracker', self.stages['tracker'].update, frame, self.ctx)
+        run_classifier = self._count % self.stride == 0
         if window.depth is None:
             self._depth_history.add(frame.stamp_ns, window, frame.depth)
             window.depth = self._depth_history.window_depth(window)
-            if self._depth_history.keep_maps:
+            if self._depth_history.keep_maps and run_classifier:  # only the classifier reads them
                 window.depth_maps = self._depth_history.window_maps(window)
         if self._feature_cache is not None and window.num_tracks and window.features is None:
             window.features = timed('features', self._feature_cache.features, frame, window,
                                     self.ctx)
 
         classifier = self.stages['classifier']
-        run_classifier = self._count % self.stride == 0
         if window.num_tracks == 0:
             prob = np.zeros(0, np.float32)
         elif run_classifier:
