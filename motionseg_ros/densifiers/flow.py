@@ -123,13 +123,11 @@ class FlowDensifier(Densifier):
         else:
             if pending is not None:
                 pending[1].result()
-            gray = self.scorer.small(frame.image)
             if self.scorer.prev_gray is None:
-                self.scorer.prev_gray = gray
+                self.scorer.prev_gray = self.scorer.small(frame.image)
                 return None
-            flow_b, flow_f = self.scorer.flows(gray, self._helper())
-            scored = None
-        if scored is None:
+            gray, scored, (flow_b, flow_f) = self._prefetch(frame.image)
+        if scored is None:  # the tracks' homography only when the dense fit gave none
             scored = self.scorer.score(flow_b, flow_f, track_homography(window, dynamic, ctx),
                                        self._held(), final=True)
         self.scorer.prev_gray = gray

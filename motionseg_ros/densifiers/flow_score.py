@@ -132,8 +132,8 @@ class FlowScorer:
         sigma = max(p.noise_floor_px, 1.4826 * mad)
         z = np.clip((res - med) / sigma, 0.0, p.z_cap).astype(np.float32)
         z[~consistent] = 0.0
-        inside = (map_x >= 0) & (map_x <= ws - 1) & (map_y >= 0) & (map_y <= hs - 1)
         if self.prev_score is not None and p.temporal > 0:
+            inside = (map_x >= 0) & (map_x <= ws - 1) & (map_y >= 0) & (map_y <= hs - 1)
             prev = cv2.remap(self.prev_score, map_x, map_y, cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             z = np.where(inside, (1 - p.temporal) * z + p.temporal * prev, z)

@@ -38,8 +38,7 @@ def reference_shape(h: int, w: int, size: int, multiple: int) -> Tuple[int, int]
 def fast_shape(h: int, w: int, size: int, multiple: int) -> Tuple[int, int]:
     """(height, width) with the long side at ``size``, both sides multiples of ``multiple``."""
     scale = size / max(h, w)
-    return (max(multiple, int(round(h * scale / multiple)) * multiple),
-            max(multiple, int(round(w * scale / multiple)) * multiple))
+    return _to_multiple(h * scale, multiple), _to_multiple(w * scale, multiple)
 
 
 def reference_pixels(image_bgr: np.ndarray, size: int, multiple: int) -> np.ndarray:

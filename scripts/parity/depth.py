@@ -173,31 +173,19 @@ def product_side(model_dir: Path, frames: list, dtype: str, eps: float) -> dict:
 def da2_to_transformers(state: dict) -> dict:
     """Rename a Depth-Anything-V2 repository state dict to DepthAnythingForDepthEstimation's.
 
-    The ViT's fused qkv is split into q, k, v; the DPT's refinenet4 (deepest) is fusion layer 0.
+    The DINOv2 backbone (``pretrained.*``) is renamed as in ``dinov2.py``; the DPT's refinenet4
+    (deepest) is fusion layer 0.
     """
-    out = {}
+    spec = importlib.util.spec_from_file_location('parity_dinov2',
+                                                  Path(__file__).with_name('dinov2.py'))
+    dinov2 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dinov2)
+    backbone = {k.split('.', 1)[1]: v for k, v in state.items() if k.startswith('pretrained.')}
+    depth = len({k.split('.')[1] for k in backbone if k.startswith('blocks.')})
+    out = {'backbone.' + k: v for k, v in dinov2.facebook_to_transformers(backbone, depth).items()}
     for key, value in state.items():
         parts = key.split('.')
         if parts[0] == 'pretrained':
-            name = '.'.join(parts[1:])
-            if parts[1] == 'blocks':
-                layer, rest = parts[2], '.'.join(parts[3:])
-                prefix = f'backbone.encoder.layer.{layer}.'
-                if rest.startswith('attn.qkv.'):
-                    for proj, chunk in zip('qkv', value.chunk(3, dim=0)):
-                        out[f'{prefix}attention.{proj}_proj.{parts[-1]}'] = chunk.clone()
-                    continue
-                rest = (rest.replace('attn.proj.', 'attention.o_proj.')
-                        .replace('ls1.gamma', 'layer_scale1.lambda1')
-                        .replace('ls2.gamma', 'layer_scale2.lambda1'))
-                out[prefix + rest] = value
-                continue
-            name = {'cls_token': 'embeddings.cls_token', 'mask_token': 'embeddings.mask_token',
-                    'pos_embed': 'embeddings.position_embeddings',
-                    'patch_embed.proj.weight': 'embeddings.patch_embeddings.projection.weight',
-                    'patch_embed.proj.bias': 'embeddings.patch_embeddings.projection.bias',
-                    'norm.weight': 'layernorm.weight', 'norm.bias': 'layernorm.bias'}[name]
-            out['backbone.' + name] = value
             continue
         head = '.'.join(parts[1:])                                 # depth_head.*
         if parts[1] in ('projects', 'resize_layers'):
