@@ -87,8 +87,7 @@ class Decoded:
 def _as_uint8(data: Any) -> np.ndarray:
     """Bytes of a message's ``data`` (bytes, array('B'), list or numpy array) as a uint8 view."""
     if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 \
-            else np.frombuffer(data.tobytes(), np.uint8)
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
     if isinstance(data, (list, tuple)):
         return np.asarray(data, np.uint8)
     return np.frombuffer(data, np.uint8)
@@ -189,11 +188,6 @@ def _decode_compressed_depth(data: np.ndarray, fmt: str, orig: str) -> Decoded:
     return Decoded(image, orig if orig in DEPTH_SCALE else '16UC1')
 
 
-def decode_message(msg: Any) -> Decoded:
-    """Decode an Image or a CompressedImage (told apart by its ``format`` field)."""
-    return decode_compressed(msg) if hasattr(msg, 'format') else decode_raw(msg)
-
-
 # ------------------------------------------------------------------------------ roles
 def camera_bgr8(decoded: Decoded) -> np.ndarray:
     """Return a camera image as uint8 BGR (H, W, 3), or gray (H, W) for mono encodings.
@@ -204,8 +198,9 @@ def camera_bgr8(decoded: Decoded) -> np.ndarray:
     encoding = decoded.encoding
     check_camera_encoding(encoding)
     pixels = decoded.pixels
-    if pixels.dtype == np.uint16:
-        pixels = (pixels >> 8).astype(np.uint8)
+    if pixels.dtype == np.uint16:   # high byte, written straight into one uint8 array
+        pixels = np.right_shift(pixels, 8, out=np.empty(pixels.shape, np.uint8),
+                                casting='unsafe')
     code = _TO_BGR.get(encoding)
     if code is not None:
         try:
@@ -233,7 +228,9 @@ def depth_metres(decoded: Decoded) -> np.ndarray:
     """
     encoding = decoded.encoding
     _require_depth_encoding(encoding)
-    depth = decoded.pixels.astype(np.float32) * np.float32(DEPTH_SCALE[encoding])
+    depth = decoded.pixels.astype(np.float32)   # a copy: scaled and NaN-marked in place
+    if DEPTH_SCALE[encoding] != 1.0:
+        depth *= np.float32(DEPTH_SCALE[encoding])
     bad = ~np.isfinite(depth) | (depth <= 0)
     if bad.all():
         raise ImageCodecError(f'depth image has no valid pixel (all NaN, inf or <= 0, '

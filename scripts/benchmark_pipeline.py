@@ -41,7 +41,8 @@ def machine(busy: str = 'no busy processes') -> str:
                     break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    from motionseg_ros.evaluation.evaluate import usable_cores
+    cores = usable_cores()
     load = ', '.join(f'{x:.2f}' for x in os.getloadavg())
     return f'{model}; {cores} cores usable; load average {load}; {busy}'
 

@@ -10,12 +10,13 @@ before each message and at ``clock_hz`` while waiting.
 from __future__ import annotations
 
 import array
+import functools
 import importlib
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -117,10 +118,9 @@ class BagPlayer:
     """Publishes a bag through an rclpy node (the caller owns the node and its spinning)."""
 
     def __init__(self, node: Any, bag: PathLike, topics: Optional[Iterable[str]] = None,
-                 remap: Optional[Dict[str, str]] = None, rate: float = 1.0,
-                 start_offset: float = 0.0, loop: bool = False, clock: bool = False,
-                 clock_hz: float = 40.0, reliable: bool = True, depth: int = 10,
-                 allow_partial: bool = False) -> None:
+                 rate: float = 1.0, start_offset: float = 0.0, loop: bool = False,
+                 clock: bool = False, clock_hz: float = 40.0, reliable: bool = True,
+                 depth: int = 10, allow_partial: bool = False) -> None:
         """Open the bag and create one publisher per topic (and /clock when asked)."""
         from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         if not rate > 0:
@@ -134,7 +134,6 @@ class BagPlayer:
         self.loop = loop
         self.clock_period = 1.0 / clock_hz if clock_hz > 0 else None
         self.allow_partial = allow_partial
-        self.remap = dict(remap or {})
         with BagReader(self.path, allow_partial=allow_partial) as reader:
             all_topics = reader.topics
             self.start_ns = reader.start_ns
@@ -160,7 +159,7 @@ class BagPlayer:
         self.types = {t: all_topics[t].msgtype for t in wanted}
         qos = QoSProfile(depth=int(depth), reliability=(
             QoSReliabilityPolicy.RELIABLE if reliable else QoSReliabilityPolicy.BEST_EFFORT))
-        self.publishers = {t: node.create_publisher(self.classes[t], self.remap.get(t, t), qos)
+        self.publishers = {t: node.create_publisher(self.classes[t], t, qos)
                            for t in wanted}
         self.clock_pub = None
         if clock:
@@ -303,17 +302,30 @@ class _Timing:
 def shift_stamps(msg: Any, offset_ns: int) -> Any:
     """Add ``offset_ns`` to every ``builtin_interfaces/Time`` in an rclpy message (in place)."""
     from builtin_interfaces.msg import Time
-    if isinstance(msg, Time):
+    _shift(msg, offset_ns, Time)
+    return msg
+
+
+def _shift(msg: Any, offset_ns: int, time_cls: Any) -> None:
+    if isinstance(msg, time_cls):
         total = msg.sec * 1_000_000_000 + msg.nanosec + offset_ns
         msg.sec, msg.nanosec = int(total // 1_000_000_000), int(total % 1_000_000_000)
     elif isinstance(msg, list):
         for item in msg:
-            shift_stamps(item, offset_ns)
+            _shift(item, offset_ns, time_cls)
     elif hasattr(msg, 'get_fields_and_field_types'):
-        for name, typ in msg.get_fields_and_field_types().items():
-            if '/' in typ:    # a message or a sequence of messages (not plain data arrays)
-                shift_stamps(getattr(msg, name), offset_ns)
-    return msg
+        for name in _message_fields(type(msg)):
+            _shift(getattr(msg, name), offset_ns, time_cls)
+
+
+@functools.lru_cache(maxsize=None)
+def _message_fields(cls: Any) -> Tuple[str, ...]:
+    """Fields of ``cls`` holding a message or a sequence of messages (not plain data arrays).
+
+    Cached per class: ``get_fields_and_field_types`` copies its dict on every call, and
+    ``--loop`` shifts every message it publishes.
+    """
+    return tuple(name for name, typ in cls.get_fields_and_field_types().items() if '/' in typ)
 
 
 def parse_remaps(items: Optional[List[str]]) -> Dict[str, str]:

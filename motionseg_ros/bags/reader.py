@@ -31,12 +31,12 @@ import yaml
 
 from motionseg_ros import image_codec
 from motionseg_ros.bags.mcap_source import McapSource
-from motionseg_ros.bags.messages import (GT_TOPIC, IMAGE_TYPES, BagError, BagImage, BagMessage,
-                                         TopicInfo, bag_errors, normalize_type)
+from motionseg_ros.bags.messages import (IMAGE_TYPES, BagError, BagImage, BagMessage, TopicInfo,
+                                         bag_errors, normalize_type)
 from motionseg_ros.stamps import stamp_to_ns
 
-__all__ = ['BagError', 'BagImage', 'BagMessage', 'BagReader', 'GT_TOPIC', 'IMAGE_TYPES',
-           'TopicInfo', 'decode_image_message', 'normalize_type', 'read_images', 'stamp_to_ns']
+__all__ = ['BagError', 'BagImage', 'BagMessage', 'BagReader', 'TopicInfo', 'decode_image_message',
+           'normalize_type', 'read_images', 'stamp_to_ns']
 
 PathLike = Union[str, Path]
 

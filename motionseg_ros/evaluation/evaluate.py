@@ -35,9 +35,8 @@ from motionseg_ros.evaluation.options import EvalOptions, EvaluationError
 from motionseg_ros.io.sources import is_bag
 from motionseg_ros.types import Frame
 
-__all__ = ['BagSequence', 'EvalOptions', 'EvalRun', 'EvaluationError', 'evaluate_bag',
-           'evaluate_dataset_sequence', 'job_threads', 'open_bag_sequence', 'run_evaluation',
-           'usable_cores']
+__all__ = ['EvalOptions', 'EvalRun', 'EvaluationError', 'evaluate_bag',
+           'evaluate_dataset_sequence', 'job_threads', 'run_evaluation', 'usable_cores']
 
 
 # ----------------------------------------------------------------------------- inputs

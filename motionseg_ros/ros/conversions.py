@@ -23,7 +23,7 @@ from motionseg_ros import image_codec
 from motionseg_ros.stamps import stamp_to_ns
 from motionseg_ros.types import CameraIntrinsics, SegmentationResult
 
-__all__ = ['ENCODINGS', 'DEPTH_SCALE', 'ConversionError', 'stamp_to_ns', 'image_to_numpy',
+__all__ = ['ENCODINGS', 'ConversionError', 'stamp_to_ns', 'image_to_numpy',
            'image_to_bgr8', 'compressed_to_bgr8', 'depth_to_metres',
            'intrinsics_from_camera_info', 'numpy_to_image', 'label_image_msg',
            'motion_masks_msg', 'trajectories_msg', 'label_colour', 'debug_overlay',
@@ -31,8 +31,6 @@ __all__ = ['ENCODINGS', 'DEPTH_SCALE', 'ConversionError', 'stamp_to_ns', 'image_
 
 #: the encodings the node accepts (one table with the bag reader: see image_codec)
 ENCODINGS = image_codec.ENCODINGS
-#: depth encodings (REP 118) -> metres per unit
-DEPTH_SCALE = image_codec.DEPTH_SCALE
 #: a message that cannot be converted; ``code`` names the kind (counted in diagnostics)
 ConversionError = image_codec.ImageCodecError
 
