@@ -23,11 +23,26 @@ import argparse
 import os
 import platform
 import resource
+import signal
 import sys
 import time
 from typing import Dict, List, Tuple
 
 import numpy as np
+
+
+_interrupted = False
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    """Ctrl-C that is not lost: remembered, then raised as usual.
+
+    A KeyboardInterrupt raised inside an import or a finaliser can be swallowed ("Exception
+    ignored in ..."); the frame loop checks the flag, so the run still stops within one frame.
+    """
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
 
 
 def machine(busy: str = 'no busy processes') -> str:
@@ -103,6 +118,8 @@ def run_input(path: str, args: argparse.Namespace, config: dict) -> Tuple[Dict[s
         if i == args.warmup:
             t_wall = time.perf_counter()
             t_cpu = time.process_time()
+        if _interrupted:
+            raise KeyboardInterrupt
         res = pipe.process(Frame(image=images[k], stamp_ns=i * period, index=i))
         if i >= args.warmup:
             for key, ms in res.timings_ms.items():
@@ -137,6 +154,7 @@ def print_table(stages: Dict[str, list]) -> None:
 def run_all(args: argparse.Namespace, config: dict, busy_cores: int) -> Dict[str, float]:
     """Run every input with ``busy_cores`` busy processes; print the tables; return a summary."""
     from motionseg_ros.evaluation.busy_load import BusyLoad
+    import motionseg_ros.pipeline  # noqa: F401  imported before the load starts, not timed
 
     reset_peak_rss()
     pooled: Dict[str, list] = {}
@@ -201,6 +219,7 @@ def main() -> int:
     load.add_argument('--compare-busy', type=int, default=0, metavar='K',
                       help='run idle, then with K busy processes; print both side by side')
     args = ap.parse_args()
+    signal.signal(signal.SIGINT, _on_sigint)
     if args.busy_cores < 0 or args.compare_busy < 0:
         ap.error('the number of busy processes must be >= 0')
     from motionseg_ros.config import load_config
