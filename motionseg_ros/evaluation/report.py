@@ -62,13 +62,31 @@ def _recall(values: Sequence[float]) -> float:
 
 def format_table(scores: Sequence[SequenceScore], summary: Dict[str, Any]) -> str:
     """Fixed-width text table for the terminal."""
-    rows = table_rows(scores, summary)
+    return _fixed_width(table_rows(scores, summary), total_row=True)
+
+
+def split_table_rows(rows: Sequence[Dict[str, Any]]) -> List[List[str]]:
+    """Rows (header first) of the table with one line per split (``splits.summary_row``)."""
+    out = [['split', 'sequences', 'frames', 'J&F', 'J', 'F', 'fps', 'failed']]
+    for r in rows:
+        out.append([r['split'], str(r['sequences']), str(r['frames']), _pct(r['JF']),
+                    _pct(r['J']), _pct(r['F']), _num(r['fps']), str(r['failed'])])
+    return out
+
+
+def format_split_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Fixed-width text table with one line per split."""
+    return _fixed_width(split_table_rows(rows), total_row=False)
+
+
+def _fixed_width(rows: List[List[str]], total_row: bool) -> str:
+    """First column left-aligned, the others right; a rule under the header (and above a total)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for k, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
         lines.append('  '.join(cells))
-        if k == 0 or k == len(rows) - 2:
+        if k == 0 or (total_row and k == len(rows) - 2):
             lines.append('  '.join('-' * w for w in widths))
     return '\n'.join(lines)
 
@@ -128,16 +146,42 @@ def plot_results(scores: Sequence[SequenceScore], output: Path) -> List[str]:
     return files
 
 
+def results_dict(scores: Sequence[SequenceScore], summary: Dict[str, Any],
+                 meta: Dict[str, Any]) -> Dict[str, Any]:
+    """Return what results.json holds for one root: meta, dataset summary, every sequence."""
+    return {'meta': meta, 'summary': summary,
+            'sequences': {s.name: s.to_dict() for s in scores}}
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write strict JSON (NaN -> null), creating the folder; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(data), indent=1, default=_default))
+    return path
+
+
+def write_split_report(output: Path, rows: Sequence[Dict[str, Any]],
+                       meta: Dict[str, Any]) -> Path:
+    """DIR/report.md of a run over several splits: the per-split table, links to each report."""
+    lines = ['# Evaluation report', '']
+    for key in ('config', 'mode', 'max_frames', 'machine', 'started', 'wall_s'):
+        if key in meta:
+            lines.append(f'- **{key}**: {meta[key]}')
+    lines += ['', 'Scores in percent; each split is the mean over its sequences (DAVIS).', '',
+              _markdown_table(split_table_rows(rows)), '']
+    lines += [f"- {r['split']} (`{r['root']}`): [{r['split']}/report.md]({r['split']}/report.md)"
+              for r in rows]
+    path = output / 'report.md'
+    path.write_text('\n'.join(lines + ['']))
+    return path
+
+
 def write_outputs(output: Path, scores: Sequence[SequenceScore], summary: Dict[str, Any],
                   meta: Dict[str, Any], plots: bool = True) -> Dict[str, Path]:
     """Write results.json, results.csv, per_frame.csv, report.md (+ PNGs) into ``output``."""
     output.mkdir(parents=True, exist_ok=True)
     written: Dict[str, Path] = {}
-    results = {'meta': meta, 'summary': summary,
-               'sequences': {s.name: s.to_dict() for s in scores}}
-    path = output / 'results.json'
-    path.write_text(json.dumps(_finite(results), indent=1, default=_default))
-    written['json'] = path
+    written['json'] = write_json(output / 'results.json', results_dict(scores, summary, meta))
 
     rows = table_rows(scores, summary)
     path = output / 'results.csv'
