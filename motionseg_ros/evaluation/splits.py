@@ -105,4 +105,3 @@ def summary_row(name: str, root: Path, layout: str, summary: Dict[str, Any],
             'sequences': summary.get('num_sequences', 0), 'frames': summary.get('num_frames', 0),
             'JF': summary.get('JF'), 'J': summary.get('J'), 'F': summary.get('F'),
             'fps': runtime.get('fps'), 'failed': len(failed)}
-
