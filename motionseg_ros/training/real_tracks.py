@@ -277,7 +277,7 @@ class RealTrackSet:
                                             'frame': int(d['frames'][index]), 'frames': t})
 
     def sample(self, rng: np.random.Generator, short_windows: Optional[float]) -> RealWindow:
-        """A window drawn uniformly over all windows; shortened with ``short_windows``."""
+        """Draw a window uniformly over all windows; shorten it with ``short_windows``."""
         k = int(rng.integers(len(self)))
         seq = int(np.searchsorted(np.cumsum(self.counts), k, side='right'))
         index = k - int(self.counts[:seq].sum())

@@ -217,7 +217,7 @@ def validation_windows(cfg: Mapping[str, Any]) -> List[SyntheticWindow]:
 
 
 def open_real_tracks(cfg: Mapping[str, Any], log=print) -> Optional[RealTrackSet]:
-    """The real windows ``data.real`` asks for (extracted or cached), None when its ratio is 0."""
+    """Open the real windows ``data.real`` asks for (extracted or cached); None at ratio 0."""
     real = cfg['data']['real']
     ratio = float(real['ratio'])
     if not 0.0 <= ratio <= 1.0:
@@ -254,7 +254,7 @@ def training_sample(cfg: Mapping[str, Any], index: int, real: Optional[RealTrack
 
 def real_validation_windows(cfg: Mapping[str, Any], real: Optional[RealTrackSet]
                             ) -> List[RealWindow]:
-    """A fixed sample of real windows (from ``val_seed``); empty without real data."""
+    """Return a fixed sample of real windows (from ``val_seed``); empty without real data."""
     if real is None:
         return []
     data = cfg['data']
