@@ -176,8 +176,9 @@ def test_shipped_real_weights_load_strictly():
     from motionseg_ros.classifiers.moseg import MosegClassifier
     from motionseg_ros.weights import BUILTIN_DIR
     model, meta = load_checkpoint(BUILTIN_DIR / 'motion_geo_real.pth')
-    assert model.cfg.geo_evidence and meta['real_data']['root'] == 'davis2016_train'
-    assert len(meta['real_data']['sequences']) == 30
+    real = torch.load(BUILTIN_DIR / 'motion_geo_real.pth', weights_only=True)['real_data']
+    assert model.cfg.geo_evidence and real['root'] == 'davis2016_train'
+    assert len(real['sequences']) == 30 and real['ratio'] == 0.5
     assert 'davis2016_train' in meta['threshold_source']
     clf = MosegClassifier(weights='builtin:motion_geo_real', threads=1)
     assert clf.threshold == meta['threshold']
