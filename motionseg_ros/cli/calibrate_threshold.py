@@ -36,6 +36,9 @@ def add_parser(subparsers) -> None:
     p.add_argument('--config', default=None, help='pipeline YAML for the tracker settings')
     p.add_argument('--sequences', nargs='+', default=None, help='sequence names (default all)')
     p.add_argument('--max-frames', type=int, default=0, help='frames per sequence (0 = all)')
+    p.add_argument('--every', type=int, default=1,
+                   help='score every K-th frame only (the classifier still sees every frame: '
+                        'its geometric state runs over the stream)')
     p.set_defaults(func=run)
 
 
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from motionseg_ros.classifiers.moseg import resolve_weights
     from motionseg_ros.cli.eval_classifier import score_sequences
     from motionseg_ros.training.train import best_f1_threshold, binary_metrics, roc_auc
+    if args.every < 1:
+        raise CliError('--every must be >= 1')
     try:
         params: Dict[str, Any] = json.loads(args.params)
     except ValueError as exc:
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     spec = {'name': 'moseg', 'params': {**params, 'weights': str(src)}}
     names, probs, labels = [], [], []
     for name, arrays, _ in score_sequences(args.dataset_root, args.sequences, args.max_frames,
-                                           args.config, [('moseg', spec)]):
+                                           args.config, [('moseg', spec)], args.every):
         names.append(name)
         probs.append(arrays['moseg']['prob'])
         labels.append(arrays['moseg']['lab'] > 0.5)
@@ -68,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f'{args.dataset_root}: the scored tracks are all of one class '
                        f'({lab.size} tracks); calibration needs movers and static tracks')
     threshold, f1 = best_f1_threshold(prob, lab)
+    every = f'every {args.every} frames, ' if args.every > 1 else ''
     source = (f'best pooled F1 on {Path(args.dataset_root).name} '
-              f"({', '.join(names)}; {lab.size} tracks)")
+              f"({', '.join(names)}; {every}{lab.size} tracks)")
     obj = torch.load(str(src), map_location='cpu', weights_only=True)
     if not isinstance(obj, dict) or 'model_state_dict' not in obj:
         raise CliError(f'{src}: not a checkpoint with a model_state_dict')

@@ -1,4 +1,4 @@
-"""``motionseg train-classifier``: train the trajectory classifier on synthetic windows."""
+"""``motionseg train-classifier``: train the trajectory classifier (synthetic + real windows)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ def add_parser(subparsers) -> None:
     """Register the sub-command."""
     p = subparsers.add_parser(
         'train-classifier', help='train the learned trajectory classifier on synthetic data',
-        description='Train the moseg trajectory classifier on procedurally generated windows '
+        description='Train the moseg trajectory classifier on procedurally generated windows, '
+                    'optionally mixed with real tracks of annotated DAVIS-layout video '
                     '(CPU-friendly; see config/training/*.yaml). Writes logs, checkpoints and '
                     'model.pth into OUTPUT.')
     p.add_argument('--config', required=True, help='training YAML (config/training/*.yaml)')
@@ -20,6 +21,13 @@ def add_parser(subparsers) -> None:
     p.add_argument('--steps', type=int, default=None, help='override schedule.steps')
     p.add_argument('--time-budget-min', type=float, default=None,
                    help='override schedule.time_budget_min (training minutes)')
+    p.add_argument('--real-root', default=None,
+                   help='override data.real.root: DAVIS-layout folder of real training video '
+                        '(e.g. DAVIS-2016 train from ../shared/tools/davis2016_train.sh)')
+    p.add_argument('--real-ratio', type=float, default=None,
+                   help='override data.real.ratio: probability that a step takes a real window')
+    p.add_argument('--real-cache', default=None,
+                   help='override data.real.cache: folder for the extracted real windows')
     p.set_defaults(func=run)
 
 
@@ -33,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
             overrides['schedule']['steps'] = int(args.steps)
         if args.time_budget_min is not None:
             overrides['schedule']['time_budget_min'] = float(args.time_budget_min)
+    real = {key: value for key, value in (('root', args.real_root), ('ratio', args.real_ratio),
+                                          ('cache', args.real_cache)) if value is not None}
+    if real:
+        overrides['data'] = {'real': real}
     try:
         cfg = load_training_config(args.config, overrides)
         summary = train(cfg, args.output, resume=args.resume,

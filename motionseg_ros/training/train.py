@@ -1,9 +1,14 @@
-"""Train the trajectory classifier on synthetic windows (CPU-friendly, resumable).
+"""Train the trajectory classifier on synthetic windows, optionally mixed with real tracks.
 
-One optimisation step = one generated window (the paper trains with batch 1), weighted BCE with
+One optimisation step = one window (the paper trains with batch 1), weighted BCE with
 positive weight #neg/#pos of that window, Adam. Training window i is generated from the seed
 sequence (seed, i), so a resumed run sees exactly the windows an uninterrupted one would; the
-validation set is a fixed list of windows from ``val_seed``.
+validation set is a fixed list of windows from ``val_seed``. With ``data.real`` (a DAVIS-layout
+root, see :mod:`motionseg_ros.training.real_tracks`) step i takes a real window with probability
+``ratio``, drawn from the seed sequence (seed, i, 1); real tracks labelled ignore (near a mask
+boundary, on void, or in between) are context only, not in the loss. A fixed sample of real
+windows (``data.real.val_windows``, from ``val_seed``) is logged beside the synthetic
+validation; it is training data, so it tells fit, not generalisation.
 
 Output folder: ``config.yaml`` (the resolved config), ``train_log.jsonl`` (one line per logged
 step), ``val_log.csv``, ``last.pth`` (model + optimizer + step, for ``--resume``), ``best.pth``
@@ -32,7 +37,11 @@ from motionseg_ros.models.moseg import MosegModel
 from motionseg_ros.stages import StageContext
 from motionseg_ros.synthetic.generator import (
     GENERATOR_VERSION, SceneSpec, SyntheticWindow, generate_window)
+from motionseg_ros.training.real_tracks import (
+    IGNORE, MOVING, RealTracksError, RealTrackSet, RealWindow, inference_setup)
 from motionseg_ros.types import TrackWindow
+
+Sample = Union[SyntheticWindow, RealWindow]
 
 DEFAULTS: Dict[str, Any] = {
     'seed': 0,
@@ -50,6 +59,9 @@ DEFAULTS: Dict[str, Any] = {
         # fraction of training windows shorter than 16 frames (2-15, uniform), as the pipeline
         # sees for the first 15 frames of every stream; null: the generator's own draw (1/4)
         'short_windows': None,
+        # real tracks (the pipeline's tracker over annotated video), mixed in per step
+        'real': {'root': None, 'ratio': 0.0, 'cache': '~/.cache/motionseg/real_tracks',
+                 'boundary_px': 4.0, 'val_windows': 60, 'sequences': None},
     },
     'optim': {'lr': 3.0e-4, 'min_lr': 1.0e-5, 'weight_decay': 1.0e-4, 'warmup_steps': 200,
               'grad_clip': 1.0, 'max_pos_weight': 30.0},
@@ -95,21 +107,30 @@ def load_training_config(path: Optional[Union[str, Path]] = None,
 
 
 # ---------------------------------------------------------------------------- tensors
-def window_tensors(window: TrackWindow, model: MosegModel, reference_quirks: bool = False
+def window_tensors(window: TrackWindow, model: MosegModel, reference_quirks: bool = False,
+                   geo_evidence: Optional[np.ndarray] = None
                    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
-    """Return encoded inputs, invisible mask and features of a window for ``model``."""
+    """Return encoded inputs, invisible mask and features of a window for ``model``.
+
+    ``geo_evidence``: the geometric channels as computed with the classifier's state over the
+    stream (real windows); None computes them with a fresh geometric classifier.
+    """
     depth = None if window.depth is None else torch.from_numpy(
         np.asarray(window.depth, np.float32))
     evidence = None
-    if model.cfg.geo_evidence:   # a fresh classifier: no history, every track a candidate
+    if model.cfg.geo_evidence and geo_evidence is not None:
+        evidence = torch.from_numpy(np.asarray(geo_evidence, np.float32))
+    elif model.cfg.geo_evidence:   # a fresh classifier: no history, every track a candidate
         epipolar = model.cfg.geo_epipolar
         evidence = torch.from_numpy(GeometricClassifier(
             threads=1, epipolar_scores=epipolar).evidence(window, StageContext(), epipolar))
+    visibility = None if window.visibility is None else torch.from_numpy(
+        np.asarray(window.visibility, np.float32))
     inputs, invisible = model.prepare(
         torch.from_numpy(np.asarray(window.xy, np.float32)),
         torch.from_numpy(np.asarray(window.visible, bool)),
         torch.from_numpy(np.asarray(window.confidence, np.float32)),
-        window.image_size, depth, reference_quirks, evidence=evidence)
+        window.image_size, depth, reference_quirks, evidence=evidence, visibility=visibility)
     feats = None if window.features is None else torch.from_numpy(
         np.asarray(window.features, np.float32))
     return inputs, invisible, feats
@@ -195,6 +216,63 @@ def validation_windows(cfg: Mapping[str, Any]) -> List[SyntheticWindow]:
     return out
 
 
+def open_real_tracks(cfg: Mapping[str, Any], log=print) -> Optional[RealTrackSet]:
+    """Open the real windows ``data.real`` asks for (extracted or cached); None at ratio 0."""
+    real = cfg['data']['real']
+    ratio = float(real['ratio'])
+    if not 0.0 <= ratio <= 1.0:
+        raise TrainingError(f'data.real.ratio must be in [0, 1], not {ratio}')
+    if ratio == 0.0:
+        return None
+    if not real.get('root'):
+        raise TrainingError('data.real.ratio > 0 needs data.real.root (or --real-root): a '
+                            'DAVIS-layout folder such as the DAVIS-2016 train export of '
+                            '../shared/tools/davis2016_train.sh')
+    if not real.get('cache'):
+        raise TrainingError('data.real.cache (or --real-cache) must name a cache folder')
+    setup = inference_setup(geo_epipolar=bool(MosegConfig.from_dict(cfg['model']).geo_epipolar))
+    try:
+        return RealTrackSet(real['root'], real['cache'], setup, float(real['boundary_px']),
+                            real.get('sequences'), log=log)
+    except RealTracksError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def training_sample(cfg: Mapping[str, Any], index: int, real: Optional[RealTrackSet]
+                    ) -> Sample:
+    """Training window ``index``: real with probability ``data.real.ratio``, else synthetic.
+
+    The choice and the real draw come from the seed sequence (seed, index, 1), so the
+    synthetic windows of a run are those of a synthetic-only run with the same seed.
+    """
+    if real is not None:
+        rng = np.random.default_rng([int(cfg['seed']), int(index), 1])
+        if rng.random() < float(cfg['data']['real']['ratio']):
+            return real.sample(rng, cfg['data'].get('short_windows'))
+    return training_window(cfg, index)
+
+
+def real_validation_windows(cfg: Mapping[str, Any], real: Optional[RealTrackSet]
+                            ) -> List[RealWindow]:
+    """Return a fixed sample of real windows (from ``val_seed``); empty without real data."""
+    if real is None:
+        return []
+    data = cfg['data']
+    return [real.sample(np.random.default_rng([int(data['val_seed']), i, 1]),
+                        data.get('short_windows'))
+            for i in range(int(data['real']['val_windows']))]
+
+
+def sample_parts(sample: Sample, loss_on: str
+                 ) -> Tuple[TrackWindow, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(window, float labels, scored-track mask, stored evidence or None) of a sample."""
+    keep = scored_tracks(sample.window, loss_on)
+    if isinstance(sample, RealWindow):
+        keep &= sample.labels != IGNORE
+        return sample.window, (sample.labels == MOVING).astype(np.float32), keep, sample.evidence
+    return sample.window, sample.labels.astype(np.float32), keep, None
+
+
 def scored_tracks(window: TrackWindow, loss_on: str) -> np.ndarray:
     """Boolean (N,) mask of the tracks the loss and the metrics count."""
     if loss_on == 'alive':
@@ -205,19 +283,20 @@ def scored_tracks(window: TrackWindow, loss_on: str) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model: MosegModel, windows: Sequence[SyntheticWindow], threshold: float = 0.5,
+def evaluate(model: MosegModel, windows: Sequence[Sample], threshold: float = 0.5,
              loss_on: str = 'alive') -> Dict[str, float]:
     """Pooled ROC-AUC / precision / recall / F1 and mean loss over windows (eval mode)."""
     was_training = model.training
     model.eval()
     probs, labels, losses = [], [], []
     for sample in windows:
-        inputs, invisible, feats = window_tensors(sample.window, model)
-        keep = torch.from_numpy(scored_tracks(sample.window, loss_on))
+        window, lab_np, keep_np, evidence = sample_parts(sample, loss_on)
+        keep = torch.from_numpy(keep_np)
         if not bool(keep.any()):
             continue
+        inputs, invisible, feats = window_tensors(window, model, geo_evidence=evidence)
         logits = model(inputs, invisible, feats)[keep]
-        lab = torch.from_numpy(sample.labels.astype(np.float32))[keep]
+        lab = torch.from_numpy(lab_np)[keep]
         losses.append(float(weighted_bce(logits, lab)))
         probs.append(torch.sigmoid(logits).numpy())
         labels.append(lab.numpy())
@@ -283,6 +362,8 @@ def train(cfg: Mapping[str, Any], output: Union[str, Path], resume: bool = False
     with open(output / 'config.yaml', 'w', encoding='utf-8') as f:
         yaml.safe_dump(json.loads(json.dumps(cfg)), f, sort_keys=False)
     val = validation_windows(cfg)
+    real = open_real_tracks(cfg, log)
+    val_real = real_validation_windows(cfg, real)
     sched = cfg['schedule']
     total = int(sched['steps'])
     budget = float(sched['time_budget_min']) * 60.0
@@ -290,8 +371,15 @@ def train(cfg: Mapping[str, Any], output: Union[str, Path], resume: bool = False
     if not val_path.exists():
         with open(val_path, 'w', newline='') as f:
             csv.writer(f).writerow(['step', 'elapsed_s', 'loss', 'auc', 'precision', 'recall',
-                                    'f1', 'best_threshold', 'best_f1'])
-    meta = {'generator_version': GENERATOR_VERSION, 'seed': int(cfg['seed'])}
+                                    'f1', 'best_threshold', 'best_f1'] + (
+                ['real_loss', 'real_auc', 'real_f1', 'real_best_threshold', 'real_best_f1']
+                if real is not None else []))
+    meta: Dict[str, Any] = {'generator_version': GENERATOR_VERSION, 'seed': int(cfg['seed'])}
+    if real is not None:
+        meta['real_data'] = {'root': Path(str(cfg['data']['real']['root'])).name,
+                             'sequences': list(real.names), 'windows': len(real),
+                             'ratio': float(cfg['data']['real']['ratio']),
+                             'cache_key': real.key}
 
     def checkpoint(path: Path) -> None:
         tmp = Path(str(path) + '.tmp')
@@ -303,30 +391,40 @@ def train(cfg: Mapping[str, Any], output: Union[str, Path], resume: bool = False
         tmp.replace(path)
 
     def validate() -> Dict[str, float]:
-        nonlocal best_auc
+        nonlocal best_auc, final_real
         metrics = evaluate(model, val, loss_on=str(cfg['data']['loss_on']))
-        with open(val_path, 'a', newline='') as f:
-            csv.writer(f).writerow([step, round(elapsed, 1)] + [
-                round(metrics[k], 5) for k in ('loss', 'auc', 'precision', 'recall', 'f1',
-                                               'best_threshold', 'best_f1')])
+        row = [step, round(elapsed, 1)] + [
+            round(metrics[k], 5) for k in ('loss', 'auc', 'precision', 'recall', 'f1',
+                                           'best_threshold', 'best_f1')]
         log(f'step {step}: val ' + ' '.join(f'{k} {v:.4f}' for k, v in metrics.items()))
+        if val_real:
+            final_real = evaluate(model, val_real, loss_on=str(cfg['data']['loss_on']))
+            row += [round(final_real[k], 5) for k in ('loss', 'auc', 'f1', 'best_threshold',
+                                                      'best_f1')]
+            log(f'step {step}: real (train windows) ' + ' '.join(
+                f'{k} {v:.4f}' for k, v in final_real.items()))
+        with open(val_path, 'a', newline='') as f:
+            csv.writer(f).writerow(row)
         if metrics['auc'] > best_auc:
             best_auc = metrics['auc']
             save_checkpoint(output / 'best.pth', model, step=step, val=metrics, **meta)
         return metrics
 
+    final_real: Optional[Dict[str, float]] = None
     model.train()
     running: List[float] = []
     t_last = time.perf_counter()
     with open(output / 'train_log.jsonl', 'a', encoding='utf-8') as jlog:
         while step < total and elapsed < budget:
-            sample = training_window(cfg, step)
-            keep = torch.from_numpy(scored_tracks(sample.window, str(cfg['data']['loss_on'])))
+            sample = training_sample(cfg, step, real)
+            window, lab_np, keep_np, evidence = sample_parts(sample,
+                                                             str(cfg['data']['loss_on']))
+            keep = torch.from_numpy(keep_np)
             if not bool(keep.any()):
                 step += 1
                 continue
-            inputs, invisible, feats = window_tensors(sample.window, model)
-            labels = torch.from_numpy(sample.labels.astype(np.float32))[keep]
+            inputs, invisible, feats = window_tensors(window, model, geo_evidence=evidence)
+            labels = torch.from_numpy(lab_np)[keep]
             for group in optimizer.param_groups:
                 group['lr'] = _lr(cfg, step)
             logits = model(inputs, invisible, feats)[keep]
@@ -358,6 +456,7 @@ def train(cfg: Mapping[str, Any], output: Union[str, Path], resume: bool = False
                     threshold=final['best_threshold'], training_time_s=round(elapsed, 1),
                     **meta)
     summary = {'steps': step, 'training_time_s': round(elapsed, 1), 'final_val': final,
+               'final_val_real_train_windows': final_real,
                'best_val_auc': best_auc, 'model_config': model_cfg.to_dict(), **meta}
     with open(output / 'summary.json', 'w', encoding='utf-8') as f:
         json.dump(summary, f, indent=1)
