@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
                     'threshold on the train sequences and write OUTPUT/model.pth (use it with '
                     'densifier.params.weights=OUTPUT/model.pth). See '
                     'config/training/mask_head.yaml.')
-    p.add_argument('--config', required=True, help='training YAML (config/training/mask_head.yaml)')
+    p.add_argument('--config', required=True,
+                   help='training YAML (config/training/mask_head.yaml)')
     p.add_argument('--data-root', required=True,
                    help='DAVIS-2016 train folder (../shared/tools/davis2016_train.sh exports it)')
     p.add_argument('--cache', required=True, help='folder for the recorded inputs')

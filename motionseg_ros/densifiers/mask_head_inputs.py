@@ -94,7 +94,7 @@ class InputBuilder:
         return self.scorer.prev_gray
 
     def commit(self, motion_or_image) -> None:
-        """Make this frame the previous one (a :class:`Motion`, or a BGR image on a first frame)."""
+        """Make this frame the previous one (its Motion, or its image on a first frame)."""
         if isinstance(motion_or_image, Motion):
             self.scorer.prev_gray = motion_or_image.gray
         else:

@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from motionseg_ros.densifiers.mask_head_inputs import (BGR, CHANNELS, PREV_MASK, RESIDUAL_X,
-                                                       STD)
+from motionseg_ros.densifiers.mask_head_inputs import BGR, CHANNELS, RESIDUAL_X, STD
 from motionseg_ros.models.mask_head import MaskHeadNet, num_params, save_mask_head
 from motionseg_ros.training.mask_head_data import (DataError, SequenceInputs, build_cache,
                                                    corrupt_mask, warp_by_flow)
@@ -72,7 +71,7 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
 
 def load_training_config(path: Optional[Union[str, Path]] = None,
                          overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """Return DEFAULTS merged with the YAML at ``path`` and ``overrides`` (unknown keys refused)."""
+    """Return DEFAULTS merged with the YAML at ``path`` and ``overrides`` (unknown keys: error)."""
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         try:
