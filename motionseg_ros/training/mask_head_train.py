@@ -131,7 +131,7 @@ class SampleMaker:
         return x, y
 
     def batch(self, n: int, rng: np.random.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return a batch (n, CHANNELS, H, W) and targets (n, 1, H, W)."""
+        """Return n stacked samples: inputs (n, CHANNELS, H, W), targets (n, 1, H, W)."""
         xs, ys = zip(*(self.sample(rng) for _ in range(n)))
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)[:, None])
 
