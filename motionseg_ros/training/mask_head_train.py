@@ -208,8 +208,6 @@ def train(cfg: Mapping[str, Any], data_root: Union[str, Path], cache: Union[str,
     if threads > 0:
         torch.set_num_threads(threads)
     seed = int(cfg['seed'])
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     d = cfg['data']
     t0 = time.perf_counter()
     try:
@@ -222,6 +220,12 @@ def train(cfg: Mapping[str, Any], data_root: Union[str, Path], cache: Union[str,
     maker = SampleMaker(seqs, d)
     log(f'{len(seqs)} sequences, {len(maker.items)} training frames '
         f'(inputs ready in {record_s:.0f} s)')
+    # seeded and threaded here, after the recording (its pipeline may draw from torch's
+    # generator and sets torch's thread count): the same run with or without a cache
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     model = MaskHeadNet(CHANNELS, cfg['model']['widths'])
     o = cfg['optim']
     opt = torch.optim.AdamW(model.parameters(), lr=float(o['lr']),
