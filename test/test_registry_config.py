@@ -94,7 +94,7 @@ def _same(a, b) -> bool:
     return (tuple(a) if isinstance(a, list) else a) == (tuple(b) if isinstance(b, list) else b)
 
 
-@pytest.mark.parametrize('config', ['default.yaml', 'geometric.yaml'])
+@pytest.mark.parametrize('config', ['default.yaml', 'geometric.yaml', 'mask_head.yaml'])
 def test_constructor_defaults_equal_the_packaged_config(config):
     """The YAML is the product's default; a backend built without it must behave the same."""
     cfg = load_config(None if config == 'default.yaml' else config)
@@ -118,7 +118,8 @@ def test_constructor_defaults_equal_the_packaged_config(config):
 
 @pytest.mark.parametrize('kind, name', [
     ('tracker', 'klt'), ('classifier', 'geometric'), ('classifier', 'moseg'),
-    ('grouping', 'affinity'), ('densifier', 'flow'), ('densifier', 'sam2')])
+    ('grouping', 'affinity'), ('densifier', 'flow'), ('densifier', 'mask_head'),
+    ('densifier', 'sam2')])
 def test_runtime_declarations_admit_their_defaults(kind, name):
     cls = registry.resolve(kind, name)
     defaults = _constructor_defaults(cls)
