@@ -174,7 +174,7 @@ def test_train_classifier_cli_real_flags(cache, tmp_path, capsys):
                                      'cache': str(cache)}
 
 
-def test_shipped_real_weights_load_strictly():
+def test_shipped_real_weights_load_strictly(tracks):
     from motionseg_ros.classifiers.moseg import MosegClassifier
     from motionseg_ros.weights import BUILTIN_DIR
     model, meta = load_checkpoint(BUILTIN_DIR / 'motion_geo_real.pth')
@@ -184,6 +184,12 @@ def test_shipped_real_weights_load_strictly():
     assert 'davis2016_train' in meta['threshold_source']
     clf = MosegClassifier(weights='builtin:motion_geo_real', threads=1)
     assert clf.threshold == meta['threshold']
+    sample = tracks.window(0, 30)
+    prob = clf.classify(sample.window)
+    alive = sample.window.visible[:, -1]
+    movers = prob[alive & (sample.labels == MOVING)]
+    static = prob[alive & (sample.labels == STATIC)]
+    assert np.median(movers) > np.median(static)    # the car's tracks score higher
 
 
 def test_calibrate_threshold_on_a_davis_root_every_kth_frame(tmp_path, capsys):
