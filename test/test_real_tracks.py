@@ -1,5 +1,7 @@
 """Real training tracks: labels from DAVIS masks, the cache, the mixed loader, shipped weights."""
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -172,7 +174,7 @@ def test_train_classifier_cli_real_flags(cache, tmp_path, capsys):
                                      'cache': str(cache)}
 
 
-def test_shipped_real_weights_load_strictly():
+def test_shipped_real_weights_load_strictly(tracks):
     from motionseg_ros.classifiers.moseg import MosegClassifier
     from motionseg_ros.weights import BUILTIN_DIR
     model, meta = load_checkpoint(BUILTIN_DIR / 'motion_geo_real.pth')
@@ -182,3 +184,27 @@ def test_shipped_real_weights_load_strictly():
     assert 'davis2016_train' in meta['threshold_source']
     clf = MosegClassifier(weights='builtin:motion_geo_real', threads=1)
     assert clf.threshold == meta['threshold']
+    sample = tracks.window(0, 30)
+    prob = clf.classify(sample.window)
+    alive = sample.window.visible[:, -1]
+    movers = prob[alive & (sample.labels == MOVING)]
+    static = prob[alive & (sample.labels == STATIC)]
+    assert np.median(movers) > np.median(static)    # the car's tracks score higher
+
+
+def test_calibrate_threshold_on_a_davis_root_every_kth_frame(tmp_path, capsys):
+    if not (DAVIS / 'JPEGImages').is_dir():
+        pytest.skip(f'DAVIS-2016 not found at {DAVIS}')
+    counts = {}
+    for every in (1, 3):
+        out = tmp_path / f'every{every}.pth'
+        assert cli_main(['calibrate-threshold', 'builtin:motion_geo', str(DAVIS), '--sequences',
+                         SEQ, '--max-frames', '10', '--every', str(every), '--output', str(out),
+                         '--params', '{"threads": 1}']) == 0
+        saved = torch.load(out, weights_only=True)
+        assert 0.05 <= saved['threshold'] <= 0.95
+        counts[every] = int(re.search(r'(\d+) tracks', saved['threshold_source']).group(1))
+        assert ('every 3 frames' in saved['threshold_source']) == (every == 3)
+    assert 0 < counts[3] < counts[1] / 2     # frames 3, 6, 9 of 1..9
+    assert cli_main(['calibrate-threshold', 'builtin:motion_geo', str(DAVIS), '--every', '0',
+                     '--output', str(tmp_path / 'x.pth')]) == 2
