@@ -101,7 +101,7 @@ def test_missing_weights_are_a_clear_error(tmp_path):
 
 def test_shipped_weights_find_the_car(car_shadow):
     """End to end on a DAVIS val clip (reporting data, nothing is chosen here)."""
-    pipe = StreamingPipeline(load_config(REPO / 'config' / 'mask_head.yaml'))
+    pipe = StreamingPipeline(load_config())
     ious = []
     try:
         assert pipe.backends['densifier'] == 'mask_head'

@@ -94,7 +94,7 @@ def _same(a, b) -> bool:
     return (tuple(a) if isinstance(a, list) else a) == (tuple(b) if isinstance(b, list) else b)
 
 
-@pytest.mark.parametrize('config', ['default.yaml', 'geometric.yaml', 'mask_head.yaml'])
+@pytest.mark.parametrize('config', ['default.yaml', 'geometric.yaml'])
 def test_constructor_defaults_equal_the_packaged_config(config):
     """The YAML is the product's default; a backend built without it must behave the same."""
     cfg = load_config(None if config == 'default.yaml' else config)

@@ -54,7 +54,7 @@ smoothing          float 0..0.99    Weight of a track's previous probability (0:
 min_dynamic        int   0..100000  Dynamic tracks the adaptive schedule must leave.
 """)  # the model, device and threads are fixed once loaded
 
-    def __init__(self, weights: str = 'builtin:motion_geo', device: str = 'auto',
+    def __init__(self, weights: str = 'builtin:motion_geo_real', device: str = 'auto',
                  threshold: Optional[float] = None, adaptive_threshold: bool = False,
                  reference_quirks: bool = False, smoothing: float = 0.0,
                  min_dynamic: int = 10, threads: int = 2, group_size: int = 0,
