@@ -1,4 +1,7 @@
-"""Flow densifier: the helper-thread prefetch gives the same masks, and runs repeat exactly."""
+"""Flow densifier: the helper-thread prefetch gives the same masks, and runs repeat exactly.
+
+The flow densifier is `config/geometric.yaml`'s (the default's is the learned mask head).
+"""
 
 from pathlib import Path
 
@@ -16,6 +19,11 @@ DEMO = Path(__file__).resolve().parents[1] / 'motionseg_ros' / 'assets' / 'demo.
 NS = 33_333_333
 
 
+def flow_pipeline() -> StreamingPipeline:
+    """The packaged profile that uses the flow densifier."""
+    return StreamingPipeline(load_config('geometric.yaml'))
+
+
 @pytest.fixture(scope='module')
 def frames():
     out = []
@@ -27,7 +35,7 @@ def frames():
 
 
 def run(frames, prefetch: bool):
-    pipe = StreamingPipeline()
+    pipe = flow_pipeline()
     if not prefetch:  # without prepare, densify computes the flows itself
         pipe.stages['densifier'].prepare = lambda frame, ctx=None: None
     labels = [pipe.process(Frame(img, i * NS, index=i)).label_image() for i, img in
@@ -47,7 +55,7 @@ def test_prefetch_matches_inline_and_repeats(frames):
 
 
 def test_prepare_for_a_frame_never_densified_is_dropped(frames):
-    pipe = StreamingPipeline()
+    pipe = flow_pipeline()
     dens = pipe.stages['densifier']
     assert isinstance(dens, FlowDensifier)
     for i, img in enumerate(frames[:3]):
@@ -93,7 +101,7 @@ def test_split_grabcut_matches_whole():
                                         ('densifier.refine_iters', 3)])
 def test_construction_only_parameters_are_refused_between_frames(frames, key, value):
     """A change the flow state cannot follow is refused; the stream goes on unharmed."""
-    pipe = StreamingPipeline()
+    pipe = flow_pipeline()
     for i, img in enumerate(frames[:3]):
         pipe.process(Frame(img, i * NS, index=i))
     with pytest.raises(ValueError, match=rf"no run-time parameter '{key.split('.')[1]}'"):
@@ -106,7 +114,7 @@ def test_construction_only_parameters_are_refused_between_frames(frames, key, va
 
 
 def test_params_dataclass_is_built_from_the_config():
-    cfg = load_config()
+    cfg = load_config('geometric.yaml')
     dens = FlowDensifier(**cfg['densifier']['params'])
     assert dens.params == FlowParams(**cfg['densifier']['params'])
     assert FlowDensifier(FlowParams(grabcut=False), grow=0.5).params == \

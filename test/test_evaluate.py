@@ -93,7 +93,7 @@ def test_resume_jobs_and_determinism(tmp_path, capsys):
     assert second['meta']['reused'] == ['a', 'b']
     # a changed config is a different fingerprint: nothing reused
     assert run_cli(tmp_path / 'data', '-o', out1, '--sequences', 'a', '--set',
-                   'pipeline.stride=2') == 0
+                   'pipeline.stride=3') == 0
     assert json.loads((out1 / 'results.json').read_text())['meta']['reused'] == []
     # parallel processes give the same scores as the sequential run (deterministic)
     assert run_cli(tmp_path / 'data', '-o', out2, '--jobs', '2') == 0

@@ -80,8 +80,8 @@ def harness():
     ('pipeline.stride', 0, ['pipeline.stride']),
     ('depth_slop', -0.1, ['depth_slop']),
     ('pipeline_config', 'gpu.yaml', ['read-only']),
-    ('densifier.grabcut', 'false', ['type']),          # a bool, never a truthy string
-    ('densifier.hold_frames', -1, ['densifier.hold_frames']),
+    ('densifier.threshold', 'high', ['type']),          # a float, never a string
+    ('densifier.min_area', -0.1, ['densifier.min_area']),
 ])
 def test_invalid_update_refused_with_reason(harness, name, value, words):
     before = harness.get(name)
@@ -139,7 +139,7 @@ def test_descriptors_are_the_backends_declarations(harness):
 
 
 @pytest.mark.parametrize('name, value', [('densifier.scale', 0.25),
-                                         ('densifier.preset', 'fast'),
+                                         ('densifier.weights', 'builtin:other'),
                                          ('classifier.weights', 'builtin:motion_only')])
 def test_construction_only_parameters_are_not_offered(harness, name, value):
     """What cannot change between frames is no run-time parameter: setting it is refused."""
@@ -150,11 +150,11 @@ def test_construction_only_parameters_are_not_offered(harness, name, value):
 
 
 def test_declared_densifier_parameter_changes_at_run_time(harness):
-    assert harness.get('densifier.grabcut').bool_value is True
-    assert harness.set('densifier.grabcut', False).successful
+    assert harness.get('densifier.min_area').double_value == pytest.approx(0.0005)
+    assert harness.set('densifier.min_area', 0.01).successful
     assert harness.frame() is not None and harness.node.alive()
-    assert harness.get('densifier.grabcut').bool_value is False
-    assert harness.set('densifier.grabcut', True).successful
+    assert harness.get('densifier.min_area').double_value == pytest.approx(0.01)
+    assert harness.set('densifier.min_area', 0.0005).successful
     assert harness.frame() is not None
 
 
