@@ -59,3 +59,14 @@ def ros_env():
 def davis_root() -> Path:
     """The DAVIS 2016 folder in ../shared/data."""
     return require_data(DAVIS)
+
+
+@pytest.fixture(scope='module')
+def one_torch_thread():
+    """Run a module's torch code on one thread (tiny models on a shared 2-core machine are
+    much faster that way), restoring the count afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,13 +13,8 @@ from motionseg_ros.types import TrackWindow
 from motionseg_ros.weights import ENV_VAR, WeightsError
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Use one thread: tiny models on a shared 2-core machine are much faster that way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny models on a shared 2-core machine are much faster on one torch thread
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 SMALL = dict(feature_dim=0, net_channels=32, decoder_ffn=64, decoder_blocks=1)

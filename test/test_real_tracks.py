@@ -32,13 +32,8 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """One torch thread: tiny models on a shared 2-core machine are faster that way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny models on a shared 2-core machine are much faster on one torch thread
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 @pytest.fixture(scope='module')

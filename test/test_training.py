@@ -12,13 +12,8 @@ from motionseg_ros.training.train import (
     TrainingError, load_training_config, roc_auc, train, training_window, weighted_bce)
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_torch_thread():
-    """Use one thread: tiny models on a shared 2-core machine are much faster that way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: tiny models on a shared 2-core machine are much faster on one torch thread
+pytestmark = pytest.mark.usefixtures('one_torch_thread')
 
 
 TINY = {

@@ -26,6 +26,42 @@ _PRESETS = {'ultrafast': cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
 Scored = Tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+Grid = Tuple[np.ndarray, np.ndarray]
+
+
+def pixel_grid(cached: Optional[Grid], hs: int, ws: int) -> Grid:
+    """Return float32 pixel coordinates (gx, gy) of an (hs, ws) image, reusing ``cached``."""
+    if cached is None or cached[0].shape != (hs, ws):
+        cached = tuple(np.meshgrid(np.arange(ws, dtype=np.float32),
+                                   np.arange(hs, dtype=np.float32)))
+    return cached
+
+
+def backward_check(flow_b: np.ndarray, flow_f: np.ndarray, grid: Grid
+                   ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (map_x, map_y, fb, mag) of a backward flow current -> previous.
+
+    map: where each pixel was in the previous frame; fb: forward-backward error there (where
+    the previous pixel's forward flow comes back; large in occlusion trails); mag: flow length.
+    """
+    gx, gy = grid
+    map_x = gx + flow_b[..., 0]
+    map_y = gy + flow_b[..., 1]
+    ff = cv2.remap(flow_f, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    fb = np.hypot(flow_b[..., 0] + ff[..., 0], flow_b[..., 1] + ff[..., 1])
+    mag = np.hypot(flow_b[..., 0], flow_b[..., 1])
+    return map_x, map_y, fb, mag
+
+
+def background_map(h_inv: np.ndarray, grid: Grid) -> Grid:
+    """Return where the background homography ``h_inv`` (current -> previous) sends each pixel."""
+    gx, gy = grid
+    den = h_inv[2, 0] * gx + h_inv[2, 1] * gy + h_inv[2, 2]
+    den = np.where(np.abs(den) < 1e-9, 1e-9, den)
+    return ((h_inv[0, 0] * gx + h_inv[0, 1] * gy + h_inv[0, 2]) / den,
+            (h_inv[1, 0] * gx + h_inv[1, 1] * gy + h_inv[1, 2]) / den)
+
+
 def track_homography(window: TrackWindow, dynamic: np.ndarray, ctx: StageContext
                      ) -> Optional[np.ndarray]:
     """Background prev->cur homography in input px: the classifier's or a fit here."""
@@ -91,16 +127,9 @@ class FlowScorer:
         """
         p = self.p
         hs, ws = flow_b.shape[:2]
-        if self._grid is None or self._grid[0].shape != (hs, ws):
-            self._grid = np.meshgrid(np.arange(ws, dtype=np.float32),
-                                     np.arange(hs, dtype=np.float32))
+        self._grid = pixel_grid(self._grid, hs, ws)
         gx, gy = self._grid
-        map_x = gx + flow_b[..., 0]
-        map_y = gy + flow_b[..., 1]
-        # forward-backward consistency: where the previous pixel's forward flow comes back
-        ff = cv2.remap(flow_f, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        fb = np.hypot(flow_b[..., 0] + ff[..., 0], flow_b[..., 1] + ff[..., 1])
-        mag = np.hypot(flow_b[..., 0], flow_b[..., 1])
+        map_x, map_y, fb, mag = backward_check(flow_b, flow_f, self._grid)
         consistent = fb < (p.fb_abs_px * p.scale + p.fb_rel * mag)
         s = p.scale
         if h_in is not None:
@@ -117,10 +146,7 @@ class FlowScorer:
                 return None
             h_inv = h_dense if h_dense is not None else h_inv
         if h_inv is not None:
-            den = h_inv[2, 0] * gx + h_inv[2, 1] * gy + h_inv[2, 2]
-            den = np.where(np.abs(den) < 1e-9, 1e-9, den)
-            px = (h_inv[0, 0] * gx + h_inv[0, 1] * gy + h_inv[0, 2]) / den
-            py = (h_inv[1, 0] * gx + h_inv[1, 1] * gy + h_inv[1, 2]) / den
+            px, py = background_map(h_inv, self._grid)
             res = np.hypot(map_x - px, map_y - py) / s
         else:  # no background model: residual against the median flow (translation)
             mx = np.median(flow_b[::4, ::4, 0])

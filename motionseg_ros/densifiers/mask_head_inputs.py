@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from motionseg_ros.densifiers.flow_params import FlowParams
-from motionseg_ros.densifiers.flow_score import FlowScorer
+from motionseg_ros.densifiers.flow_score import (FlowScorer, background_map, backward_check,
+                                                 pixel_grid)
 from motionseg_ros.types import TrackWindow
 
 #: channel count and the index of each channel group
@@ -120,23 +121,16 @@ class InputBuilder:
             flow_b = self.scorer._dis.calc(gray, self.scorer.prev_gray, None)
             flow_f = self.scorer._dis_f.calc(self.scorer.prev_gray, gray, None)
         hs, ws = gray.shape
-        if self._grid is None or self._grid[0].shape != (hs, ws):
-            self._grid = np.meshgrid(np.arange(ws, dtype=np.float32),
-                                     np.arange(hs, dtype=np.float32))
+        self._grid = pixel_grid(self._grid, hs, ws)
         gx, gy = self._grid
-        map_x = gx + flow_b[..., 0]
-        map_y = gy + flow_b[..., 1]
-        ff = cv2.remap(flow_f, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        fb = np.hypot(flow_b[..., 0] + ff[..., 0], flow_b[..., 1] + ff[..., 1])
-        mag = np.hypot(flow_b[..., 0], flow_b[..., 1])
+        map_x, map_y, fb, mag = backward_check(flow_b, flow_f, self._grid)
         consistent = fb < (self.scale + 0.1 * mag)
         h_inv = FlowScorer._dense_fit(gx, gy, map_x, map_y, consistent,
                                       [m.astype(bool) for m in held])
         if h_inv is not None:
-            den = h_inv[2, 0] * gx + h_inv[2, 1] * gy + h_inv[2, 2]
-            den = np.where(np.abs(den) < 1e-9, 1e-9, den)
-            rx = map_x - (h_inv[0, 0] * gx + h_inv[0, 1] * gy + h_inv[0, 2]) / den
-            ry = map_y - (h_inv[1, 0] * gx + h_inv[1, 1] * gy + h_inv[1, 2]) / den
+            px, py = background_map(h_inv, self._grid)
+            rx = map_x - px
+            ry = map_y - py
         else:  # no background model: the median flow (a translation)
             rx = flow_b[..., 0] - np.median(flow_b[::4, ::4, 0])
             ry = flow_b[..., 1] - np.median(flow_b[::4, ::4, 1])
