@@ -13,6 +13,7 @@ node cannot start.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -26,6 +27,9 @@ from rclpy.signals import SignalHandlerOptions
 
 #: longest the main loop waits for work before looking at the stop flag (s)
 SPIN_SLICE_S = 0.1
+#: a shutdown still running after this many seconds prints every thread's stack to stderr
+#: (a hung stop says where it hangs)
+STOP_STACKS_S = 15.0
 
 
 class StopSignals:
@@ -96,10 +100,12 @@ def run(node_factory: Callable[[], Any], setup_error: type,
         pass
     finally:
         signals.ignore_further()
+        faulthandler.dump_traceback_later(STOP_STACKS_S, exit=False)
         if node is not None:
             _final_line(node)
             node.destroy_node()
         rclpy.try_shutdown()
+        faulthandler.cancel_dump_traceback_later()
     if node is not None and node.worker_stuck:  # leaving with native code still running on
         sys.stdout.flush()                      # the worker thread aborts in C++ destructors
         sys.stderr.flush()

@@ -15,6 +15,7 @@ backwards, GPU out-of-memory degradations) go to rosout (throttled) and to /diag
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
@@ -45,6 +46,8 @@ from motionseg_ros.types import CameraIntrinsics, Frame
 WARN_PERIOD_S = 2.0
 #: longest wait (s) at exit for the frame in progress
 STOP_WAIT_S = 10.0
+#: seconds the pipeline's own close (backend thread pools, models) may take at teardown
+CLOSE_WAIT_S = 5.0
 #: DiagnosticStatus level by health level number (runtime.health.OK / WARN / ERROR)
 _LEVELS = {0: DiagnosticStatus.OK, 1: DiagnosticStatus.WARN, 2: DiagnosticStatus.ERROR}
 
@@ -157,13 +160,26 @@ class SegmentNode(NodeParameters, LifecycleNode):
             self.destroy_lifecycle_publisher(pub)
         self._pubs = []
         if finished:  # else the pipeline is still in use: freed with the process
-            self._close_pipeline()
+            finished = self._close_pipeline()
         return finished
 
-    def _close_pipeline(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.close()
-            self.pipeline = None
+    def _close_pipeline(self, wait_s: float = CLOSE_WAIT_S) -> bool:
+        """Close the pipeline, waiting at most ``wait_s``; False (logged) if it did not finish.
+
+        A backend whose close blocks (a helper thread that never returns) must not keep the
+        node from exiting: the caller then leaves as it does with a stuck worker.
+        """
+        pipeline, self.pipeline = self.pipeline, None
+        if pipeline is None:
+            return True
+        closer = threading.Thread(target=pipeline.close, name='pipeline-close', daemon=True)
+        closer.start()
+        closer.join(wait_s)
+        if closer.is_alive():
+            self.get_logger().error(f'the pipeline did not close within {wait_s:.0f} s (a '
+                                    'backend thread is blocked): leaving it to the process exit')
+            return False
+        return True
 
     # ------------------------------------------------------------------ set-up
     def _load_config(self) -> Dict[str, Any]:
