@@ -11,6 +11,10 @@ REPO = Path(__file__).resolve().parents[1]
 #: real data lives beside the repository (never copied into it)
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 DAVIS = SHARED_DATA / 'davis2016'
+#: the packaged demo clip (works without ../shared)
+DEMO = REPO / 'motionseg_ros' / 'assets' / 'demo.mp4'
+#: DAVIS-2016 train, exported beside the repository by ../shared/tools/davis2016_train.sh
+DAVIS_TRAIN = REPO.parent / 'data' / 'davis2016_train'
 
 # Every test session gets its own DDS domain, discovery stays on this host: two runs on one
 # machine (or a developer's node) never see each other's topics. Subprocesses inherit this.
@@ -70,3 +74,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def demo_frames(n: int = 8) -> list:
+    """Return the first ``n`` BGR frames of the packaged demo clip."""
+    from motionseg_ros.io.sources import open_source
+    frames = []
+    for f in open_source(DEMO):
+        frames.append(f.image)
+        if len(frames) == n:
+            break
+    return frames

@@ -3,19 +3,16 @@
 The flow densifier is `config/geometric.yaml`'s (the default's is the learned mask head).
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import demo_frames
 
 from motionseg_ros.config import load_config
 from motionseg_ros.densifiers.flow import FlowDensifier
 from motionseg_ros.densifiers.flow_params import FlowParams
-from motionseg_ros.io.sources import open_source
 from motionseg_ros.pipeline import StreamingPipeline
 from motionseg_ros.types import Frame
 
-DEMO = Path(__file__).resolve().parents[1] / 'motionseg_ros' / 'assets' / 'demo.mp4'
 NS = 33_333_333
 
 
@@ -26,12 +23,7 @@ def flow_pipeline() -> StreamingPipeline:
 
 @pytest.fixture(scope='module')
 def frames():
-    out = []
-    for f in open_source(DEMO):
-        out.append(f.image)
-        if len(out) == 12:
-            break
-    return out
+    return demo_frames(12)
 
 
 def run(frames, prefetch: bool):

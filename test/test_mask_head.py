@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from conftest import DAVIS, REPO, require_data
+from conftest import DAVIS, DAVIS_TRAIN, REPO, require_data
 
 from motionseg_ros.config import load_config
 from motionseg_ros.densifiers.mask_head import NEW_ID_BASE, MaskHeadDensifier
@@ -146,7 +144,7 @@ def test_components_without_evidence_get_new_ids_above_grouping(car_shadow, tmp_
 
 def test_tiny_training_is_deterministic_and_missing_data_is_named(tmp_path):
     cache = tmp_path / 'cache'
-    train_root = Path('/work/data/davis2016_train')
+    train_root = DAVIS_TRAIN
     root = train_root if train_root.is_dir() else require_data(DAVIS)
     overrides = {'data': {'sequences': ['bear'] if root == train_root else ['car-shadow'],
                           'max_frames': 4, 'jobs': 1},
@@ -162,5 +160,5 @@ def test_tiny_training_is_deterministic_and_missing_data_is_named(tmp_path):
     assert (tmp_path / 'run0' / 'step_00002.pth').is_file()
     with pytest.raises(TrainingError, match='davis2016_train.sh'):
         train(cfg, tmp_path / 'no_such_root', cache, tmp_path / 'run2', log=lambda m: None)
-    with pytest.raises(TrainingError, match="unknown training setting 'stepz'"):
+    with pytest.raises(TrainingError, match="unknown training option schedule.'stepz'"):
         load_training_config(None, {'schedule': {'stepz': 1}})

@@ -5,6 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import demo_frames
 
 from motionseg_ros.evaluation.metrics import j_and_f
 from motionseg_ros.io.sources import open_source
@@ -13,17 +14,7 @@ from motionseg_ros.types import Frame
 
 DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
 DAVIS = DATA / 'davis2016'
-DEMO = Path(__file__).resolve().parents[1] / 'motionseg_ros' / 'assets' / 'demo.mp4'
 NS = 33_333_333
-
-
-def demo_frames(n=8):
-    frames = []
-    for f in open_source(DEMO):
-        frames.append(f.image)
-        if len(frames) == n:
-            break
-    return frames
 
 
 @pytest.fixture(scope='module')

@@ -6,29 +6,21 @@ computation: the same pipeline with stride 1 fed the same frames agrees there wh
 classifier's state cannot differ (a fresh classifier on every run, below).
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import demo_frames
 
 from motionseg_ros.config import load_config
-from motionseg_ros.io.sources import open_source
 from motionseg_ros.pipeline import StreamingPipeline
 from motionseg_ros.types import Frame
 
-DEMO = Path(__file__).resolve().parents[1] / 'motionseg_ros' / 'assets' / 'demo.mp4'
 NS = 33_333_333
 FRAMES = 14
 
 
 @pytest.fixture(scope='module')
 def frames():
-    out = []
-    for f in open_source(DEMO):
-        out.append(f.image)
-        if len(out) == FRAMES:
-            break
-    return out
+    return demo_frames(FRAMES)
 
 
 def run(frames, stride: int, stateless: bool = False):

@@ -8,7 +8,7 @@ Finished sequences are cached in DIR/sequences/ and skipped by a rerun with the 
 Several roots, each NAME=PATH (or PATH, named after its folder), are splits scored with the
 same options: DIR/NAME/ holds each one's outputs as above, a table per split is printed, then
 one with a row per split; DIR/results.json and DIR/report.md hold them all. E.g.
-  motionseg evaluate train=/work/data/davis2016_train val=../shared/data/davis2016 -o out
+  motionseg evaluate train=../data/davis2016_train val=../shared/data/davis2016 -o out
 (DAVIS-2016 train: export it with ../shared/tools/davis2016_train.sh, see its header.)
 
 Modes: ``direct`` runs the pipeline in-process on every frame (deterministic); ``live`` replays

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from motionseg_ros.cli import CliError
+from motionseg_ros.cli._training_args import add_schedule_options, schedule_overrides
 
 
 def add_parser(subparsers) -> None:
@@ -18,9 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument('--config', required=True, help='training YAML (config/training/*.yaml)')
     p.add_argument('--output', required=True, help='output folder')
     p.add_argument('--resume', action='store_true', help='continue from OUTPUT/last.pth')
-    p.add_argument('--steps', type=int, default=None, help='override schedule.steps')
-    p.add_argument('--time-budget-min', type=float, default=None,
-                   help='override schedule.time_budget_min (training minutes)')
+    add_schedule_options(p)
     p.add_argument('--real-root', default=None,
                    help='override data.real.root: DAVIS-layout folder of real training video '
                         '(e.g. DAVIS-2016 train from ../shared/tools/davis2016_train.sh)')
@@ -34,13 +33,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, print the summary."""
     from motionseg_ros.training.train import TrainingError, load_training_config, train
-    overrides = {}
-    if args.steps is not None or args.time_budget_min is not None:
-        overrides['schedule'] = {}
-        if args.steps is not None:
-            overrides['schedule']['steps'] = int(args.steps)
-        if args.time_budget_min is not None:
-            overrides['schedule']['time_budget_min'] = float(args.time_budget_min)
+    overrides = schedule_overrides(args)
     real = {key: value for key, value in (('root', args.real_root), ('ratio', args.real_ratio),
                                           ('cache', args.real_cache)) if value is not None}
     if real:

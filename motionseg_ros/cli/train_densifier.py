@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from motionseg_ros.cli import CliError
+from motionseg_ros.cli._training_args import add_schedule_options, schedule_overrides
 
 
 def add_parser(subparsers) -> None:
@@ -22,9 +23,7 @@ def add_parser(subparsers) -> None:
                    help='DAVIS-2016 train folder (../shared/tools/davis2016_train.sh exports it)')
     p.add_argument('--cache', required=True, help='folder for the recorded inputs')
     p.add_argument('--output', required=True, help='output folder')
-    p.add_argument('--steps', type=int, default=None, help='override schedule.steps')
-    p.add_argument('--time-budget-min', type=float, default=None,
-                   help='override schedule.time_budget_min (training minutes)')
+    add_schedule_options(p)
     p.add_argument('--sequences', nargs='+', default=None, help='only these train sequences')
     p.set_defaults(func=run)
 
@@ -32,13 +31,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, print the summary."""
     from motionseg_ros.training.mask_head_train import TrainingError, load_training_config, train
-    overrides: dict = {}
-    if args.steps is not None or args.time_budget_min is not None:
-        overrides['schedule'] = {}
-        if args.steps is not None:
-            overrides['schedule']['steps'] = int(args.steps)
-        if args.time_budget_min is not None:
-            overrides['schedule']['time_budget_min'] = float(args.time_budget_min)
+    overrides = schedule_overrides(args)
     if args.sequences:
         overrides['data'] = {'sequences': list(args.sequences)}
     try:

@@ -18,7 +18,6 @@ Output folder: ``config.yaml``, ``train_log.jsonl``, ``step_NNNNN.pth`` every
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import platform
@@ -36,6 +35,7 @@ from motionseg_ros.densifiers.mask_head_inputs import BGR, CHANNELS, RESIDUAL_X,
 from motionseg_ros.models.mask_head import MaskHeadNet, num_params, save_mask_head
 from motionseg_ros.training.mask_head_data import (DataError, SequenceInputs, build_cache,
                                                    corrupt_mask, warp_by_flow)
+from motionseg_ros.training.settings import TrainingError, read_settings
 
 DEFAULTS: Dict[str, Any] = {
     'seed': 0,
@@ -53,34 +53,10 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
-class TrainingError(ValueError):
-    """A training config or data problem, reported as one line by the CLI."""
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if key not in out:
-            raise TrainingError(f'unknown training setting {key!r}; known: {sorted(out)}')
-        if isinstance(out[key], dict) and isinstance(value, Mapping):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_training_config(path: Optional[Union[str, Path]] = None,
                          overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Return DEFAULTS merged with the YAML at ``path`` and ``overrides`` (unknown keys: error)."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        try:
-            with open(path, encoding='utf-8') as fh:
-                user = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise TrainingError(f'cannot read training config {path}: {exc}') from exc
-        cfg = _merge(cfg, user)
-    return _merge(cfg, overrides or {})
+    return read_settings(DEFAULTS, path, overrides)
 
 
 # ----------------------------------------------------------------------------- samples

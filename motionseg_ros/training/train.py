@@ -17,7 +17,6 @@ and ``model.pth`` (weights only, what the classifier loads), ``summary.json``.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -39,6 +38,7 @@ from motionseg_ros.synthetic.generator import (
     GENERATOR_VERSION, SceneSpec, SyntheticWindow, generate_window)
 from motionseg_ros.training.real_tracks import (
     IGNORE, MOVING, RealTracksError, RealTrackSet, RealWindow, inference_setup)
+from motionseg_ros.training.settings import TrainingError, read_settings
 from motionseg_ros.types import TrackWindow
 
 Sample = Union[SyntheticWindow, RealWindow]
@@ -71,37 +71,10 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
-class TrainingError(ValueError):
-    """A bad training configuration or output folder."""
-
-
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: str = '') -> Dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if key not in base and path != 'model.':
-            raise TrainingError(f'unknown training option {path}{key!r}; known: {sorted(base)}')
-        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
-            out[key] = _merge(base[key], value, f'{path}{key}.')
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def load_training_config(path: Optional[Union[str, Path]] = None,
                          overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Defaults, updated by the YAML file, updated by ``overrides``; validated."""
-    cfg = copy.deepcopy(DEFAULTS)
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise TrainingError(f'training config not found: {path}')
-        with open(path, 'r', encoding='utf-8') as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, Mapping):
-            raise TrainingError(f'{path}: expected a mapping at the top level')
-        cfg = _merge(cfg, data)
-    if overrides:
-        cfg = _merge(cfg, overrides)
+    cfg = read_settings(DEFAULTS, path, overrides, free=('model.',))
     MosegConfig.from_dict(cfg['model'])   # raises on unknown model options
     return cfg
 
